@@ -1,0 +1,85 @@
+// Bundles the daemon and the SGLang simulator into single ESM files under dist/.
+// Plain (not minified) so a user can read what runs on their machine.
+import { build } from 'esbuild';
+// CommonJS dependencies (koa, yargs) call require() for Node built-ins; an ESM bundle needs a real require.
+const banner = {
+  js: "import { createRequire as __sglangmuxCreateRequire } from 'node:module';\nconst require = __sglangmuxCreateRequire(import.meta.url);",
+};
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  minify: false,
+  legalComments: 'none',
+  banner,
+  logLevel: 'warning',
+};
+
+await build({
+  ...common,
+  entryPoints: ['src/main.ts'],
+  outfile: 'dist/sglangmux.mjs',
+  banner: { js: `#!/usr/bin/env node\n${banner.js}` },
+});
+
+await build({
+  ...common,
+  entryPoints: ['src/simulator/main.ts'],
+  outfile: 'dist/sglang-sim.mjs',
+});
+
+// Third-party licences of what the daemon bundle contains, written beside it as
+// dist/THIRD_PARTY_LICENSES.txt (the Python wheel ships both). A second pass over the daemon's
+// entry point, not written to disk, gives esbuild's metafile: exactly the files in the bundle.
+{
+  const { readdirSync, readFileSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { metafile } = await build({
+    ...common,
+    entryPoints: ['src/main.ts'],
+    outfile: 'dist/sglangmux.mjs',
+    write: false,
+    metafile: true,
+  });
+  const packageDirs = new Set();
+  for (const input of Object.keys(metafile.inputs)) {
+    const parts = input.split('/');
+    const at = parts.lastIndexOf('node_modules');
+    if (at < 0) continue;
+    const width = parts[at + 1]?.startsWith('@') ? 2 : 1;
+    packageDirs.add(parts.slice(0, at + 1 + width).join('/'));
+  }
+  const licenceOf = (pkg) => {
+    if (typeof pkg.license === 'string') return pkg.license;
+    if (pkg.license?.type) return pkg.license.type;
+    if (Array.isArray(pkg.licenses)) return pkg.licenses.map((l) => l.type ?? l).join(' OR ');
+    return 'UNKNOWN';
+  };
+  const entries = new Map();
+  for (const dir of packageDirs) {
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    const id = `${pkg.name}@${pkg.version}`;
+    if (entries.has(id)) continue;
+    const files = readdirSync(dir)
+      .filter((f) => /^(licen[cs]e|copying|notice)/i.test(f))
+      .sort();
+    const repo = typeof pkg.repository === 'string' ? pkg.repository : pkg.repository?.url;
+    const head = [`${pkg.name} ${pkg.version}`, `License: ${licenceOf(pkg)}`];
+    if (repo) head.push(`Repository: ${repo}`);
+    const texts = files.map((f) => readFileSync(join(dir, f), 'utf8').trimEnd());
+    if (texts.length === 0) {
+      texts.push(`(The package ships no licence file; its package.json declares the licence ${licenceOf(pkg)}.)`);
+    }
+    entries.set(id, `${head.join('\n')}\n\n${texts.join('\n\n')}\n`);
+  }
+  const rule = '-'.repeat(79);
+  const sorted = [...entries.keys()].sort().map((id) => entries.get(id));
+  writeFileSync(
+    'dist/THIRD_PARTY_LICENSES.txt',
+    `Third-party software in sglangmux.mjs, the bundled sglangmux daemon\n\n` +
+      `sglangmux.mjs contains code from the ${sorted.length} npm packages below, each under its own licence.\n` +
+      sorted.map((e) => `\n${rule}\n${e}`).join(''),
+  );
+}

@@ -1,0 +1,76 @@
+// The command line, compatible with the Rust sglangmuxd: same flags, defaults and exit codes
+// (2 for a usage or configuration error, with a one-line message and a usage hint).
+import yargs from 'yargs';
+import { VERSION } from './version.js';
+
+export interface Options {
+  readonly host: string;
+  readonly listenPort: number;
+  readonly upstreamTimeoutSecs: number;
+  readonly modelReadyTimeoutSecs: number;
+  readonly modelSwitchTimeoutSecs: number;
+  readonly logDir: string;
+  readonly scripts: readonly string[];
+}
+
+export const USAGE = 'sglangmux [options] <launch-script>...';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Prints the one-line error and the usage hint, then exits 2. */
+export function exitWithUsageError(message: string): never {
+  process.stderr.write(`error: ${message}\nUsage: ${USAGE}\nTry 'sglangmux --help' for more information.\n`);
+  process.exit(2);
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new UsageError(`--${name} must be a positive number, got ${value}`);
+  return value;
+}
+
+function port(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new UsageError(`--${name} must be a port number (1-65535), got ${value}`);
+  }
+  return value;
+}
+
+/** Parses argv (without node and script). --help and --version print and exit 0. */
+export function parseArgs(argv: readonly string[]): Options {
+  const args = yargs([...argv])
+    .scriptName('sglangmux')
+    .usage(`Usage: ${USAGE}\n\nOne OpenAI-compatible endpoint in front of several SGLang servers on one GPU host.\nEach launch script starts one model; the model named in a request is woken on demand, the others sleep.`)
+    .option('host', { type: 'string', default: '127.0.0.1', describe: 'Address to listen on' })
+    .option('listen-port', { type: 'number', default: 30100, describe: 'Port to listen on' })
+    .option('upstream-timeout-secs', { type: 'number', default: 120, describe: 'Limit for one forwarded request (for streams: before the first byte and between bytes)' })
+    .option('model-ready-timeout-secs', { type: 'number', default: 120, describe: 'Limit for a model server to start and become ready' })
+    .option('model-switch-timeout-secs', { type: 'number', default: 60, describe: 'Limit for a request to wait for its model, and for each sleep/wake call' })
+    .option('log-dir', { type: 'string', default: 'sglangmux-logs', describe: 'Directory for the per-model stdout/stderr logs' })
+    .version(VERSION)
+    .alias('help', 'h')
+    .alias('version', 'V')
+    .strictOptions()
+    .wrap(100)
+    .exitProcess(true)
+    .fail((msg, err) => {
+      throw new UsageError(msg ?? err?.message ?? 'invalid arguments');
+    })
+    .parseSync();
+
+  const scripts = args._.map(String);
+  if (scripts.length === 0) throw new UsageError('no launch scripts given');
+  return {
+    host: args.host,
+    listenPort: port('listen-port', args['listen-port']),
+    upstreamTimeoutSecs: positive('upstream-timeout-secs', args['upstream-timeout-secs']),
+    modelReadyTimeoutSecs: positive('model-ready-timeout-secs', args['model-ready-timeout-secs']),
+    modelSwitchTimeoutSecs: positive('model-switch-timeout-secs', args['model-switch-timeout-secs']),
+    logDir: args['log-dir'],
+    scripts,
+  };
+}

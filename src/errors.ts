@@ -1,0 +1,49 @@
+// Every error a client sees has the OpenAI shape {"error":{message,type,param,code}} so SDKs show it.
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | number | null };
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: string,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  toBody(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export const invalidJson = (detail: string): ApiError =>
+  new ApiError(400, `invalid JSON body: ${detail}`, 'invalid_request_error', 'invalid_json');
+
+export const missingModel = (): ApiError =>
+  new ApiError(400, 'missing string field: model', 'invalid_request_error', 'invalid_request', 'model');
+
+export const modelNotFound = (model: string): ApiError =>
+  new ApiError(404, `model not found: ${model}`, 'invalid_request_error', 'model_not_found', 'model');
+
+export const routeNotFound = (method: string, path: string): ApiError =>
+  new ApiError(404, `no route for ${method} ${path}`, 'invalid_request_error', 'not_found');
+
+export const bodyTooLarge = (limit: string): ApiError =>
+  new ApiError(413, `request body larger than ${limit}`, 'invalid_request_error', 'payload_too_large');
+
+export const modelNotReady = (reason: string): ApiError =>
+  new ApiError(503, `model not ready: ${reason}`, 'server_error', 'model_not_ready');
+
+export const upstreamTimeout = (): ApiError =>
+  new ApiError(504, 'upstream request timed out', 'server_error', 'upstream_timeout');
+
+export const upstreamUnreachable = (detail: string): ApiError =>
+  new ApiError(502, `upstream unreachable: ${detail}`, 'server_error', 'upstream_unreachable');
+
+export const invalidUpstreamResponse = (detail: string): ApiError =>
+  new ApiError(502, `invalid upstream response: ${detail}`, 'server_error', 'invalid_upstream_response');

@@ -1,0 +1,80 @@
+// Entry point: parse the command line and the launch scripts, listen at once (so /health
+// answers during bootstrap), start the models one at a time, and stop everything on a signal.
+import { resolve } from 'node:path';
+import { exitWithUsageError, parseArgs, UsageError, type Options } from './cli.js';
+import { createApp } from './frontend.js';
+import { loadLaunchScripts, ScriptError, type ModelSpec } from './launch-script.js';
+import { log } from './log.js';
+import { Scheduler } from './scheduler.js';
+import { VERSION } from './version.js';
+
+const STOP_GRACE_MS = 10_000;
+
+function configure(argv: readonly string[]): { opts: Options; specs: ModelSpec[] } {
+  try {
+    const opts = parseArgs(argv);
+    return { opts, specs: loadLaunchScripts(opts.scripts, opts.listenPort) };
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ScriptError) exitWithUsageError(err.message);
+    throw err;
+  }
+}
+
+function warnAboutSleep(spec: ModelSpec): void {
+  if (!spec.memorySaver) {
+    log.warn(`model ${spec.name} (${spec.script}): no --enable-memory-saver, so it is stopped and restarted on every switch; add --enable-memory-saver to its sglang command to sleep and wake it in seconds`);
+  } else if (!spec.cpuBackup) {
+    log.info(`model ${spec.name}: weights are reloaded from disk on every wake; --enable-weights-cpu-backup keeps them in CPU memory instead`);
+  }
+}
+
+async function main(): Promise<void> {
+  const { opts, specs } = configure(process.argv.slice(2));
+  specs.forEach(warnAboutSleep);
+
+  const scheduler = new Scheduler(specs, {
+    readyTimeoutMs: opts.modelReadyTimeoutSecs * 1000,
+    switchTimeoutMs: opts.modelSwitchTimeoutSecs * 1000,
+    logDir: resolve(opts.logDir),
+    env: process.env,
+    stopGraceMs: STOP_GRACE_MS,
+  });
+  const app = createApp(scheduler, { upstreamTimeoutMs: opts.upstreamTimeoutSecs * 1000 });
+
+  const server = app.listen(opts.listenPort, opts.host);
+  server.once('error', (err) => {
+    log.error(`cannot listen on ${opts.host}:${opts.listenPort}: ${err.message}`);
+    void scheduler.shutdown().finally(() => process.exit(1));
+  });
+  await new Promise<void>((r) => server.once('listening', r));
+  log.info(`sglangmux ${VERSION} listening on http://${opts.host}:${opts.listenPort} for ${specs.map((s) => s.name).join(', ')}`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn(`${signal} again: exiting now`);
+      process.exit(1); // the exit hook still kills every model's process group
+    }
+    stopping = true;
+    log.info(`${signal}: stopping`);
+    server.close();
+    server.closeAllConnections();
+    void scheduler.shutdown().then(() => {
+      log.info('all models stopped; bye');
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+
+  if (!(await scheduler.bootstrap()) && !stopping) {
+    log.error('no model could be started; see the logs in ' + resolve(opts.logDir));
+    await scheduler.shutdown();
+    process.exit(1);
+  }
+}
+
+main().catch((err: unknown) => {
+  log.error(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,417 @@
+// The switch scheduler: the one owner of every model's state. At most one model holds GPU memory
+// at a time. Requests take a lease on an awake model; a single driver task (never a client's
+// request, so no client can cancel it halfway) performs bootstrap and switches one step at a time:
+// drain the active model, confirm it idle, put it to sleep, and only then wake the next one.
+// Every state change happens in this file, through setState().
+import { ApiError, modelNotReady } from './errors.js';
+import type { ModelSpec } from './launch-script.js';
+import { log } from './log.js';
+import { ModelProcess, describeExit, type ExitInfo } from './model-process.js';
+import { ModelServer } from './model-server.js';
+
+/**
+ * stopped  no process (never started, or stopped to free the GPU without the memory saver)
+ * starting process launched, waiting for it to become ready
+ * awake    holds the GPU and serves requests
+ * draining holds the GPU, admits nothing new, in-flight requests finishing
+ * sleeping being released (or stopped)
+ * asleep   process up, GPU memory released; only /get_model_info may be sent to it
+ * waking   being resumed (and its weights reloaded)
+ * failed   its process ended on its own or a start/wake failed; the next request restarts it
+ */
+export type ModelState =
+  | 'stopped' | 'starting' | 'awake' | 'draining' | 'sleeping' | 'asleep' | 'waking' | 'failed';
+
+export interface SchedulerOptions {
+  readonly readyTimeoutMs: number;
+  readonly switchTimeoutMs: number;
+  readonly logDir: string;
+  /** Environment for launch scripts. */
+  readonly env: NodeJS.ProcessEnv;
+  /** Time between SIGTERM and SIGKILL when stopping a model's process group. */
+  readonly stopGraceMs: number;
+}
+
+export interface Lease {
+  readonly server: ModelServer;
+  /** How long the request waited for its model. */
+  readonly waitedMs: number;
+  /** Ends the request's claim on the model; call once the upstream side has really ended. */
+  release(): void;
+}
+
+export interface ModelStatus {
+  readonly id: string;
+  readonly state: ModelState;
+  readonly port: number;
+}
+
+/** Thrown to a waiter whose client went away: there is nobody to answer. */
+export class ClientGone extends Error {
+  constructor() {
+    super('client disconnected while waiting');
+    this.name = 'ClientGone';
+  }
+}
+
+interface Waiter {
+  readonly since: number;
+  admit(lease: Lease): void;
+  fail(err: Error): void;
+}
+
+const READY_POLL_MS = 25;
+const IDLE_POLL_MS = 50;
+
+const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+class Slot {
+  state: ModelState = 'stopped';
+  inflight = 0;
+  readonly waiters: Waiter[] = [];
+  lastError: string | null = null;
+  modelPath: string | null;
+  /** Resolves the drain of this model when its last in-flight request ends. */
+  onIdle: (() => void) | null = null;
+  readonly server: ModelServer;
+  readonly process: ModelProcess;
+
+  constructor(readonly spec: ModelSpec, opts: SchedulerOptions, onExit: (slot: Slot, info: ExitInfo) => void) {
+    this.modelPath = spec.modelPath;
+    this.server = new ModelServer(spec);
+    this.process = new ModelProcess(spec, opts.logDir, opts.env, (info) => onExit(this, info));
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+}
+
+export class Scheduler {
+  private readonly slots = new Map<string, Slot>();
+  /** The model that may hold GPU memory (starting, awake, draining, sleeping or waking), if any. */
+  private active: Slot | null = null;
+  private driving = false;
+  private closing = false;
+  private readonly bootQueue: Slot[] = [];
+  private started = 0;
+  private bootFinished: (startedAny: boolean) => void = () => {};
+
+  constructor(specs: readonly ModelSpec[], private readonly opts: SchedulerOptions) {
+    for (const spec of specs) {
+      this.slots.set(spec.name, new Slot(spec, opts, (slot, info) => this.processExited(slot, info)));
+    }
+  }
+
+  has(model: string): boolean {
+    return this.slots.has(model);
+  }
+
+  /** Starts every model one at a time in order; the last stays awake. Resolves false if none started. */
+  bootstrap(): Promise<boolean> {
+    const done = new Promise<boolean>((resolve) => (this.bootFinished = resolve));
+    this.bootQueue.push(...this.slots.values());
+    this.kick();
+    return done;
+  }
+
+  status(): { active_model: string | null; models: ModelStatus[] } {
+    const active = this.active;
+    const holding = active && (active.state === 'awake' || active.state === 'draining');
+    return {
+      active_model: holding ? active.name : null,
+      models: [...this.slots.values()].map((s) => ({ id: s.name, state: s.state, port: s.spec.port })),
+    };
+  }
+
+  /**
+   * Resolves once `model` is awake and this request is counted in flight on it. Counting happens
+   * in the same tick as the check, so no switch can drain the model between them.
+   */
+  acquire(model: string, signal: AbortSignal): Promise<Lease> {
+    const slot = this.slots.get(model);
+    if (!slot) return Promise.reject(new Error(`unknown model ${model}`));
+    if (this.closing) return Promise.reject(modelNotReady('sglangmux is shutting down'));
+    if (signal.aborted) return Promise.reject(new ClientGone());
+    const since = Date.now();
+    if (slot === this.active && slot.state === 'awake' && this.bootQueue.length === 0) {
+      return Promise.resolve(this.lease(slot, since));
+    }
+    return new Promise<Lease>((resolve, reject) => {
+      const leave = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        const i = slot.waiters.indexOf(waiter);
+        if (i >= 0) slot.waiters.splice(i, 1);
+      };
+      const waiter: Waiter = {
+        since,
+        admit: (lease) => {
+          leave();
+          resolve(lease);
+        },
+        fail: (err) => {
+          leave();
+          reject(err);
+        },
+      };
+      const onAbort = (): void => waiter.fail(new ClientGone());
+      const timer = setTimeout(() => {
+        const secs = Math.round(this.opts.switchTimeoutMs / 1000);
+        waiter.fail(modelNotReady(`timed out after ${secs} s waiting for ${model} (${this.whyWaiting(slot)})`));
+      }, this.opts.switchTimeoutMs);
+      signal.addEventListener('abort', onAbort, { once: true });
+      slot.waiters.push(waiter);
+      log.debug(`request for ${model} waits (${this.whyWaiting(slot)})`);
+      this.kick();
+    });
+  }
+
+  /** Stops taking requests and stops every model's process group. */
+  async shutdown(): Promise<void> {
+    this.closing = true;
+    const err = modelNotReady('sglangmux is shutting down');
+    for (const slot of this.slots.values()) this.failWaiters(slot, err);
+    await Promise.all([...this.slots.values()].map((s) => s.process.stop(this.opts.stopGraceMs)));
+    for (const slot of this.slots.values()) slot.server.close();
+  }
+
+  private lease(slot: Slot, since: number): Lease {
+    slot.inflight++;
+    let released = false;
+    return {
+      server: slot.server,
+      waitedMs: Date.now() - since,
+      release: () => {
+        if (released) return;
+        released = true;
+        slot.inflight--;
+        if (slot.inflight === 0 && slot.onIdle) {
+          const resume = slot.onIdle;
+          slot.onIdle = null;
+          resume();
+        }
+      },
+    };
+  }
+
+  private setState(slot: Slot, state: ModelState): void {
+    if (slot.state === state) return;
+    log.debug(`model ${slot.name}: ${slot.state} -> ${state}`);
+    slot.state = state;
+  }
+
+  private whyWaiting(slot: Slot): string {
+    const active = this.active;
+    if (this.bootQueue.length > 0) return 'models are still being started';
+    if (slot.state === 'starting' || slot.state === 'waking') return `${slot.name} is ${slot.state}`;
+    if (active && active !== slot && active.state === 'draining') {
+      return `${active.name} is finishing ${active.inflight} request(s)`;
+    }
+    if (active && active !== slot) return `${active.name} is ${active.state}`;
+    return `${slot.name} is ${slot.state}`;
+  }
+
+  private admitWaiters(slot: Slot): void {
+    // Admitted waiters are counted in flight before the next switch may begin.
+    for (const waiter of [...slot.waiters]) waiter.admit(this.lease(slot, waiter.since));
+  }
+
+  private failWaiters(slot: Slot, err: ApiError): void {
+    for (const waiter of [...slot.waiters]) waiter.fail(err);
+  }
+
+  /** The model whose oldest waiter has waited longest, other than an awake active model. */
+  private nextTarget(): Slot | null {
+    let best: Slot | null = null;
+    for (const slot of this.slots.values()) {
+      const oldest = slot.waiters[0];
+      if (!oldest) continue;
+      if (!best || oldest.since < best.waiters[0]!.since) best = slot;
+    }
+    return best;
+  }
+
+  private kick(): void {
+    if (this.driving || this.closing) return;
+    this.driving = true;
+    this.drive()
+      .catch((err: unknown) => {
+        log.error(`scheduler: unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
+        for (const slot of this.slots.values()) this.failWaiters(slot, modelNotReady(`internal error: ${message(err)}`));
+      })
+      .finally(() => {
+        this.driving = false;
+      });
+  }
+
+  private async drive(): Promise<void> {
+    while (!this.closing) {
+      const boot = this.bootQueue[0];
+      if (boot) {
+        await this.bootOne(boot);
+        this.bootQueue.shift();
+        if (this.bootQueue.length === 0) {
+          log.info(`bootstrap done: ${this.started} of ${this.slots.size} models started; awake: ${this.active?.name ?? 'none'}`);
+          this.bootFinished(this.started > 0);
+        }
+        continue;
+      }
+      const active = this.active;
+      if (active?.state === 'awake') this.admitWaiters(active);
+      const target = this.nextTarget();
+      if (!target) return;
+      await this.switchTo(target);
+    }
+  }
+
+  private async bootOne(slot: Slot): Promise<void> {
+    if (this.active) await this.putToSleep(this.active, null);
+    if (await this.wake(slot)) {
+      this.started++;
+      this.admitWaiters(slot);
+    }
+  }
+
+  private async switchTo(target: Slot): Promise<void> {
+    const from = this.active;
+    if (from && from !== target) {
+      log.info(`switch ${from.name} -> ${target.name}: draining ${from.name} (${from.inflight} in flight)`);
+      if (!(await this.putToSleep(from, target))) return;
+    }
+    // Requests that timed out or left during the drain must not cause a wake (stale switch).
+    if (target.waiters.length === 0) {
+      log.info(`switch to ${target.name} skipped: nobody waits for it any more`);
+      return;
+    }
+    if (target !== this.active && (await this.wake(target))) this.admitWaiters(target);
+  }
+
+  /**
+   * Drains `from`, confirms it idle, then releases its memory (or stops it). Returns false when
+   * the switch was abandoned because nobody waits for `target` any more.
+   */
+  private async putToSleep(from: Slot, target: Slot | null): Promise<boolean> {
+    this.setState(from, 'draining');
+    if (from.inflight > 0) await new Promise<void>((resolve) => (from.onIdle = resolve));
+    if (target && target.waiters.length === 0 && from.state === 'draining') {
+      log.info(`switch ${from.name} -> ${target.name} abandoned: nobody waits for ${target.name} any more`);
+      this.setState(from, 'awake');
+      return false;
+    }
+    const started = Date.now();
+    if (from.process.running && from.spec.memorySaver && (await this.confirmIdle(from))) {
+      this.setState(from, 'sleeping');
+      try {
+        await from.server.release(this.opts.switchTimeoutMs);
+        if (from.process.running) {
+          this.setState(from, 'asleep');
+          log.info(`model ${from.name}: asleep (released in ${Date.now() - started} ms)`);
+          this.active = null;
+          return true;
+        }
+      } catch (err) {
+        log.warn(`model ${from.name}: release failed (${message(err)}); stopping its process instead`);
+      }
+    }
+    await this.stopModel(from, 'stopped');
+    if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
+    this.active = null;
+    return true;
+  }
+
+  /** Polls /flush_cache until the server reports nothing running (a disconnected client's
+   * generation can keep running inside it for a while). False if it never does in time. */
+  private async confirmIdle(slot: Slot): Promise<boolean> {
+    const deadline = Date.now() + this.opts.switchTimeoutMs;
+    for (;;) {
+      try {
+        if (await slot.server.isIdle(this.opts.switchTimeoutMs)) return true;
+      } catch (err) {
+        log.warn(`model ${slot.name}: idle check failed (${message(err)})`);
+        return false;
+      }
+      if (Date.now() >= deadline) {
+        log.warn(`model ${slot.name}: still busy after ${this.opts.switchTimeoutMs} ms; stopping it instead of releasing`);
+        return false;
+      }
+      await delay(IDLE_POLL_MS);
+    }
+  }
+
+  /** Makes `slot` the awake model: resume if it sleeps with its process up, else start it. */
+  private async wake(slot: Slot): Promise<boolean> {
+    if (this.closing) return false;
+    this.active = slot;
+    const started = Date.now();
+    try {
+      if (slot.state === 'asleep' && slot.process.running) {
+        this.setState(slot, 'waking');
+        await slot.server.resume(this.opts.switchTimeoutMs);
+        if (!slot.spec.cpuBackup) {
+          // Without a CPU backup the released weights were discarded: reload them before use.
+          const path = slot.modelPath ?? (await slot.server.modelPath());
+          if (!path) throw new Error('cannot reload weights: model path unknown');
+          await slot.server.reloadWeights(path, this.opts.readyTimeoutMs);
+        }
+        if (!slot.process.running) throw new Error(slot.lastError ?? 'process exited while waking');
+        log.info(`model ${slot.name}: awake (resumed in ${Date.now() - started} ms)`);
+      } else {
+        this.setState(slot, 'starting');
+        slot.process.start();
+        await this.waitReady(slot);
+        if (!slot.modelPath && slot.spec.memorySaver && !slot.spec.cpuBackup) {
+          slot.modelPath = await slot.server.modelPath();
+        }
+        log.info(`model ${slot.name}: ready (started in ${Date.now() - started} ms)`);
+      }
+      this.setState(slot, 'awake');
+      slot.lastError = null;
+      return true;
+    } catch (err) {
+      const reason = slot.state === 'failed' && slot.lastError ? slot.lastError : `${slot.name}: ${message(err)}`;
+      log.error(`model ${slot.name}: failed to ${slot.state === 'waking' ? 'wake' : 'start'}: ${reason}`);
+      await this.stopModel(slot, 'failed');
+      slot.lastError = reason;
+      this.failWaiters(slot, modelNotReady(reason));
+      if (this.active === slot) this.active = null;
+      return false;
+    }
+  }
+
+  private async waitReady(slot: Slot): Promise<void> {
+    const deadline = Date.now() + this.opts.readyTimeoutMs;
+    for (;;) {
+      if (!slot.process.running) throw new Error(slot.lastError ?? 'process exited during start');
+      try {
+        if ((await slot.server.healthStatus()) === 200) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() >= deadline) {
+        throw new Error(`not ready after ${Math.round(this.opts.readyTimeoutMs / 1000)} s (see ${slot.process.stderrLog})`);
+      }
+      await delay(READY_POLL_MS);
+    }
+  }
+
+  /** Stops the model's process group; a model that failed on its own stays failed. */
+  private async stopModel(slot: Slot, state: 'stopped' | 'failed'): Promise<void> {
+    if (slot.process.running) {
+      this.setState(slot, 'sleeping');
+      await slot.process.stop(this.opts.stopGraceMs);
+    }
+    if (slot.state !== 'failed') this.setState(slot, state);
+  }
+
+  private processExited(slot: Slot, info: ExitInfo): void {
+    if (info.requested) return; // stopped by us; the step that stopped it sets the state
+    const reason = `${slot.name} ${describeExit(info)} (see ${slot.process.stderrLog})`;
+    log.error(`model ${slot.name}: process ${describeExit(info)}; its stderr is in ${slot.process.stderrLog}`);
+    slot.lastError = reason;
+    this.setState(slot, 'failed');
+    if (this.active === slot) this.active = null;
+    this.failWaiters(slot, modelNotReady(reason));
+  }
+}

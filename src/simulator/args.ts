@@ -1,0 +1,89 @@
+// Command line of `python -m sglang.launch_server`. Only the flags that change the simulation are
+// read; every other --flag (SGLang has hundreds) is accepted and ignored, so real launch scripts
+// run unchanged.
+
+export interface SimArgs {
+  modelPath: string;
+  servedName: string;
+  port: number;
+  host: string;
+  memorySaver: boolean;
+  cpuBackup: boolean;
+  memFractionStatic: number | null;
+  apiKey: string | null;
+  /** Flags accepted but not simulated, for the startup log. */
+  ignored: string[];
+}
+
+/** A bad command line: argparse prints usage and exits 2. */
+export class UsageError extends Error {}
+
+const VALUE_FLAGS = new Set([
+  '--model-path',
+  '--model',
+  '--served-model-name',
+  '--port',
+  '--host',
+  '--mem-fraction-static',
+  '--api-key',
+]);
+const BOOL_FLAGS = new Set(['--enable-memory-saver', '--enable-weights-cpu-backup']);
+
+export function parseArgs(argv: readonly string[]): SimArgs {
+  const values = new Map<string, string>();
+  const bools = new Set<string>();
+  const ignored: string[] = [];
+
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i] ?? '';
+    if (!token.startsWith('--')) throw new UsageError(`unrecognized arguments: ${token}`);
+    const eq = token.indexOf('=');
+    const name = eq >= 0 ? token.slice(0, eq) : token;
+    const inline = eq >= 0 ? token.slice(eq + 1) : null;
+    const next = argv[i + 1];
+    // A following token that is not itself a flag is this flag's value (e.g. "--tp 1").
+    const takeNext = (): string | null => {
+      if (next === undefined || next.startsWith('--')) return null;
+      i++;
+      return next;
+    };
+
+    if (VALUE_FLAGS.has(name)) {
+      const value = inline ?? takeNext();
+      if (value === null) throw new UsageError(`argument ${name}: expected one argument`);
+      values.set(name === '--model' ? '--model-path' : name, value);
+    } else if (BOOL_FLAGS.has(name)) {
+      if (inline !== null) throw new UsageError(`argument ${name}: ignored explicit argument '${inline}'`);
+      bools.add(name);
+    } else {
+      const value = inline ?? takeNext();
+      ignored.push(value === null ? name : `${name}=${value}`);
+    }
+  }
+
+  const modelPath = values.get('--model-path');
+  if (modelPath === undefined || modelPath === '') {
+    throw new UsageError('the following arguments are required: --model-path');
+  }
+  const port = Number(values.get('--port') ?? '30000');
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new UsageError(`argument --port: invalid int value: '${values.get('--port') ?? ''}'`);
+  }
+  const fractionText = values.get('--mem-fraction-static');
+  const memFractionStatic = fractionText === undefined ? null : Number(fractionText);
+  if (memFractionStatic !== null && !Number.isFinite(memFractionStatic)) {
+    throw new UsageError(`argument --mem-fraction-static: invalid float value: '${fractionText ?? ''}'`);
+  }
+
+  return {
+    modelPath,
+    servedName: values.get('--served-model-name') ?? modelPath,
+    port,
+    host: values.get('--host') ?? '127.0.0.1',
+    memorySaver: bools.has('--enable-memory-saver'),
+    cpuBackup: bools.has('--enable-weights-cpu-backup'),
+    memFractionStatic,
+    apiKey: values.get('--api-key') ?? null,
+    ignored,
+  };
+}

@@ -1,0 +1,98 @@
+// Entry point of the SGLang simulator (bundled to dist/sglang-sim.mjs). Same command line as
+// `python -m sglang.launch_server`; behaviour tuned by SGLANG_SIM_* variables (see
+// docs/simulator.md). Startup order follows SGLang: load the model (taking GPU memory), bind
+// HTTP, warm up, print the ready line.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs, UsageError, type SimArgs } from './args.js';
+import type { Sim } from './context.js';
+import { createHttpServer } from './http.js';
+import { readKnobs, type Knobs } from './knobs.js';
+import { Ledger } from './ledger.js';
+import { faultExit, installExitHandlers } from './lifecycle.js';
+import * as log from './log.js';
+import { MemoryState, tagSizes } from './memory.js';
+import { routes } from './routes.js';
+import { Scheduler } from './scheduler.js';
+
+function configure(): { args: SimArgs; knobs: Knobs } {
+  try {
+    return { args: parseArgs(process.argv.slice(2)), knobs: readKnobs(process.env) };
+  } catch (e) {
+    if (e instanceof UsageError) {
+      log.stderr(`usage: launch_server.py [-h] --model-path MODEL_PATH [--port PORT] ...\nlaunch_server.py: error: ${e.message}`);
+    } else {
+      log.stderr(`sglang simulator: ${(e as Error).message}`);
+    }
+    process.exit(2);
+  }
+}
+
+async function main(): Promise<void> {
+  const { args, knobs } = configure();
+  const ledger = new Ledger(knobs.ledger, { pid: process.pid, port: args.port, model: args.servedName }, knobs.gpuMb);
+  installExitHandlers(ledger);
+
+  const ignored = args.ignored.length > 0 ? `, ignored=[${args.ignored.join(' ')}]` : '';
+  log.info(
+    `server_args=ServerArgs(model_path='${args.modelPath}', served_model_name='${args.servedName}', host='${args.host}', port=${args.port}, ` +
+      `enable_memory_saver=${args.memorySaver ? 'True' : 'False'}, enable_weights_cpu_backup=${args.cpuBackup ? 'True' : 'False'}, ` +
+      `mem_fraction_static=${args.memFractionStatic ?? 'None'}, api_key=${args.apiKey === null ? 'None' : "'***'"}${ignored})`,
+  );
+  ledger.record('start', { model_path: args.modelPath });
+
+  if (knobs.exitAtStart !== null) {
+    faultExit(ledger, 'exit_at_start', knobs.exitAtStart, `Scheduler hit an exception: RuntimeError: simulated startup failure (SGLANG_SIM_EXIT_AT_START=${knobs.exitAtStart})`);
+  }
+
+  // Loading the model takes its whole share at once; a GPU already held by others means OOM.
+  const share = knobs.modelMb;
+  const got = ledger.allocate(share, { reason: 'load' });
+  if (!got.ok) {
+    ledger.record('oom', { mb: share, used: got.used });
+    log.error(
+      `Scheduler hit an exception: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ${share} MiB. ` +
+        `GPU has a total capacity of ${knobs.gpuMb} MiB of which ${Math.max(0, knobs.gpuMb - got.used)} MiB is free.`,
+    );
+    process.exit(1);
+  }
+  log.info(`Load weight begin. avail mem=${knobs.gpuMb - got.used + share} MB`);
+  await sleep(knobs.startupMs);
+  log.info(`Load weight end. mem usage=${share} MB`);
+
+  const sim: Sim = {
+    args,
+    knobs,
+    ledger,
+    memory: new MemoryState(tagSizes(share), args.memorySaver),
+    scheduler: new Scheduler(knobs.tokenMs, knobs.abortNoticeMs, (job) => {
+      ledger.record('abort', { rid: job.rid });
+      log.info(`Abort request ${job.rid}`);
+    }),
+    phase: 'starting',
+    wedged: false,
+    created: Math.floor(Date.now() / 1000),
+  };
+
+  const server = createHttpServer(sim, routes(sim));
+  await new Promise<void>((resolve) => {
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      log.error(`[Errno ${e.code === 'EADDRINUSE' ? 98 : e.errno ?? 1}] error while attempting to bind on address ('${args.host}', ${args.port}): ${e.message}`);
+      process.exit(1);
+    });
+    server.listen(args.port, args.host, () => resolve());
+  });
+  sim.phase = 'warming';
+  ledger.record('listening');
+  log.uvicorn(`Started server process [${process.pid}]`);
+  log.uvicorn(`Uvicorn running on http://${args.host}:${args.port} (Press CTRL+C to quit)`);
+
+  await sleep(knobs.warmupMs);
+  sim.phase = 'ready';
+  ledger.record('ready');
+  log.info('The server is fired up and ready to roll!');
+}
+
+main().catch((e: unknown) => {
+  log.error(`sglang simulator failed: ${(e as Error).stack ?? String(e)}`);
+  process.exit(1);
+});

@@ -1,0 +1,105 @@
+// The command line and the launch-script contract: parsing as text, fallbacks, and the one-line
+// configuration errors with exit code 2 that start nothing.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { parseLaunchScript, sanitizeName } from '../src/launch-script.js';
+import { bundle, repoRoot } from './support/daemon.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sglangmux-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function script(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+function run(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [bundle, ...args], { encoding: 'utf8', cwd: dir, timeout: 20_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('launch-script parsing', () => {
+  test('MODEL_NAME and PORT lines: export, quotes, comments, first match wins', () => {
+    const spec = parseLaunchScript('/x.sh', [
+      '#!/usr/bin/env bash',
+      '# MODEL_NAME=commented-out',
+      'export MODEL_NAME="Qwen/Qwen3-0.6B"  # the served name',
+      "PORT='30001' # comment",
+      'MODEL_NAME=second',
+      'exec python3 -m sglang.launch_server --model-path Qwen/Qwen3-0.6B --port "$PORT" --enable-memory-saver',
+    ].join('\n'));
+    assert.equal(spec.name, 'Qwen/Qwen3-0.6B');
+    assert.equal(spec.port, 30001);
+    assert.equal(spec.memorySaver, true);
+    assert.equal(spec.cpuBackup, false);
+    assert.equal(spec.modelPath, 'Qwen/Qwen3-0.6B');
+  });
+
+  test('falls back to --served-model-name, then --model-path/--model, and --port', () => {
+    const served = parseLaunchScript('/a.sh', 'python3 -m sglang.launch_server \\\n  --model-path /models/q --served-model-name q-chat \\\n  --port=30005 --enable-weights-cpu-backup\n');
+    assert.deepEqual([served.name, served.port, served.modelPath, served.cpuBackup], ['q-chat', 30005, '/models/q', true]);
+    const path = parseLaunchScript('/b.sh', "python -m sglang.launch_server --model 'org/m' --port 30006\n");
+    assert.deepEqual([path.name, path.port], ['org/m', 30006]);
+  });
+
+  test('flags inside comments do not count; --api-key is read', () => {
+    const spec = parseLaunchScript('/c.sh', 'MODEL_NAME=m\nPORT=1234\n# --enable-memory-saver\nexec sglang --api-key sk-1 # --enable-weights-cpu-backup\n');
+    assert.equal(spec.memorySaver, false);
+    assert.equal(spec.cpuBackup, false);
+    assert.equal(spec.apiKey, 'sk-1');
+  });
+
+  test('variables are not expanded', () => {
+    assert.throws(() => parseLaunchScript('/d.sh', 'MODEL_NAME=$NAME\nPORT=1\n'), /shell expansion/);
+    assert.throws(() => parseLaunchScript('/e.sh', 'exec x --model-path "$M" --port 1\n'), /no model name/);
+  });
+
+  test('log names keep only [A-Za-z0-9_-]', () => {
+    assert.equal(sanitizeName('Qwen/Qwen3-0.6B'), 'Qwen_Qwen3-0_6B');
+    assert.equal(sanitizeName('../../etc/passwd'), '______etc_passwd');
+  });
+});
+
+describe('command line', () => {
+  const good = script('good.sh', 'MODEL_NAME=a\nPORT=31001\nexec true\n');
+
+  test('--help and --version', () => {
+    const help = run('--help');
+    assert.equal(help.status, 0);
+    for (const flag of ['--host', '--listen-port', '--upstream-timeout-secs', '--model-ready-timeout-secs', '--model-switch-timeout-secs', '--log-dir']) {
+      assert.match(help.stdout, new RegExp(flag));
+    }
+    const version = run('--version');
+    assert.equal(version.status, 0);
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(version.stdout.trim(), pkg.version);
+  });
+
+  const cases: [string, () => string[], RegExp][] = [
+    ['no scripts', () => [], /no launch scripts given/],
+    ['unreadable script', () => [join(dir, 'missing.sh')], /missing\.sh: cannot read launch script \(ENOENT\)/],
+    ['no model name', () => [script('noname.sh', 'PORT=31002\nexec x\n')], /noname\.sh: no model name/],
+    ['no port', () => [script('noport.sh', 'MODEL_NAME=b\nexec x\n')], /noport\.sh: no port/],
+    ['same model name', () => [good, script('dupname.sh', 'MODEL_NAME=a\nPORT=31003\n')], /dupname\.sh: model name 'a' is also used by good\.sh/],
+    ['same port', () => [good, script('dupport.sh', 'MODEL_NAME=c\nPORT=31001\n')], /dupport\.sh: port 31001 is also used by good\.sh/],
+    ['port equal to the listen port', () => ['--listen-port', '31001', good], /good\.sh: port 31001 is the listen port/],
+    ['unknown flag', () => ['--bogus', good], /Unknown argument: bogus/],
+    ['bad number', () => ['--listen-port', '70000', good], /--listen-port must be a port number/],
+  ];
+  for (const [name, args, message] of cases) {
+    test(`${name}: one-line error, usage hint, exit 2, nothing started`, () => {
+      const r = run('--log-dir', join(dir, `logs-${name.replace(/\W/g, '_')}`), ...args());
+      assert.equal(r.status, 2, r.stderr);
+      const lines = r.stderr.trim().split('\n');
+      assert.match(lines[0]!, /^error: /);
+      assert.match(lines[0]!, message);
+      assert.match(r.stderr, /Usage: sglangmux \[options\] <launch-script>\.\.\./);
+      assert.doesNotMatch(r.stderr, /starting/);
+    });
+  }
+});

@@ -1,0 +1,224 @@
+// Runs the bundled daemon against simulated SGLang servers, each test in its own temp dir with
+// its own ports, ledger and logs. Waits are on events (log lines, /health states) with deadlines.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readLedger, simPythonPath, type LedgerEvent } from './sim.js';
+
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+export const bundle = join(repoRoot, 'dist', 'sglangmux.mjs');
+
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+export interface ModelDef {
+  readonly name: string;
+  readonly memorySaver?: boolean; // default true
+  readonly cpuBackup?: boolean; // default true
+  /** Exported in the launch script: per-model simulator knobs. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** `exec` the server (default true); false leaves bash as the parent of the server. */
+  readonly exec?: boolean;
+  /** Replaces the whole sglang command line. */
+  readonly command?: string;
+}
+
+export interface ModelInfo {
+  readonly name: string;
+  readonly port: number;
+  readonly script: string;
+}
+
+export function launchScript(def: ModelDef, port: number): string {
+  const flags = [
+    def.memorySaver === false ? '' : ' --enable-memory-saver',
+    def.cpuBackup === false ? '' : ' --enable-weights-cpu-backup',
+  ].join('');
+  const exports = Object.entries(def.env ?? {}).map(([k, v]) => `export ${k}='${v}'\n`).join('');
+  const command = def.command ??
+    `python3 -m sglang.launch_server --model-path sim/${def.name} --served-model-name "$MODEL_NAME" --port "$PORT"${flags}`;
+  return `#!/usr/bin/env bash\nMODEL_NAME='${def.name}'\nPORT=${port}\n${exports}${def.exec === false ? '' : 'exec '}${command}\n`;
+}
+
+/** Fast simulator defaults for tests; a test or a model's `env` may override any of them. */
+export const FAST_SIM: Readonly<Record<string, string>> = {
+  SGLANG_SIM_STARTUP_MS: '50',
+  SGLANG_SIM_WARMUP_MS: '20',
+  SGLANG_SIM_RELEASE_MS: '20',
+  SGLANG_SIM_RESUME_MS: '20',
+  SGLANG_SIM_RELOAD_MS: '20',
+  SGLANG_SIM_TOKEN_MS: '2',
+};
+
+export interface Health {
+  status: string;
+  active_model: string | null;
+  models: { id: string; state: string; port: number }[];
+}
+
+export interface StartOptions {
+  readonly models: readonly ModelDef[];
+  readonly args?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+  /** Wait for the bootstrap-done log line (default true). */
+  readonly waitBoot?: boolean;
+}
+
+export class Daemon {
+  output = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private readonly watchers: { re: RegExp; from: number; resolve: () => void }[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    readonly models: readonly ModelInfo[],
+    readonly proc: ChildProcess,
+  ) {
+    const onData = (chunk: Buffer): void => {
+      this.output += chunk.toString('utf8');
+      for (const w of [...this.watchers]) {
+        if (w.re.test(this.output.slice(w.from))) {
+          this.watchers.splice(this.watchers.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  static async start(opts: StartOptions): Promise<Daemon> {
+    const dir = mkdtempSync(join(tmpdir(), 'sglangmux-test-'));
+    const port = await freePort();
+    const models: ModelInfo[] = [];
+    for (const def of opts.models) {
+      const modelPort = await freePort();
+      const script = join(dir, `${def.name.replace(/[^A-Za-z0-9]/g, '_')}.sh`);
+      writeFileSync(script, launchScript(def, modelPort));
+      models.push({ name: def.name, port: modelPort, script });
+    }
+    const proc = spawn(process.execPath, [
+      bundle, '--listen-port', String(port), '--log-dir', join(dir, 'logs'),
+      ...(opts.args ?? []), ...models.map((m) => m.script),
+    ], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        ...FAST_SIM,
+        SGLANGMUX_LOG: 'debug',
+        PYTHONPATH: simPythonPath(),
+        SGLANG_SIM_LEDGER: join(dir, 'ledger.jsonl'),
+        ...opts.env,
+      },
+    });
+    const daemon = new Daemon(dir, port, models, proc);
+    if (opts.waitBoot !== false) await daemon.waitLog(/bootstrap done/);
+    return daemon;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get ledgerPath(): string {
+    return join(this.dir, 'ledger.jsonl');
+  }
+
+  get logDir(): string {
+    return join(this.dir, 'logs');
+  }
+
+  ledger(): LedgerEvent[] {
+    return readLedger(this.ledgerPath);
+  }
+
+  /** Polls the simulators' ledger until an event matches. */
+  async waitLedger(pred: (e: LedgerEvent) => boolean, what: string, timeoutMs = 30_000): Promise<LedgerEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.ledger().find(pred);
+      if (hit) return hit;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} in the ledger`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Resolves when the daemon's output, from now on, matches `re`. */
+  waitLog(re: RegExp, timeoutMs = 30_000, fromStart = false): Promise<void> {
+    const from = fromStart ? 0 : this.output.length;
+    if (fromStart && re.test(this.output)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no log line matching ${re} within ${timeoutMs} ms; output:\n${this.output}`)), timeoutMs);
+      this.watchers.push({ re, from, resolve: () => { clearTimeout(timer); resolve(); } });
+      void this.exited.then(() => reject(new Error(`daemon exited while waiting for ${re}; output:\n${this.output}`)));
+    });
+  }
+
+  async health(): Promise<Health> {
+    const res = await fetch(`${this.url}/health`);
+    return (await res.json()) as Health;
+  }
+
+  /** Polls /health until `pred` holds. */
+  async waitHealth(pred: (h: Health) => boolean, what: string, timeoutMs = 30_000): Promise<Health> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const h = await this.health();
+      if (pred(h)) return h;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(h)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  state(h: Health, model: string): string | undefined {
+    return h.models.find((m) => m.id === model)?.state;
+  }
+
+  post(path: string, body: unknown, init: RequestInit = {}): Promise<Response> {
+    return fetch(`${this.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      ...init,
+    });
+  }
+
+  /** A non-streaming chat request; returns status and parsed JSON. */
+  async chat(model: string, maxTokens = 4): Promise<{ status: number; body: ChatBody }> {
+    const res = await this.post('/v1/chat/completions', {
+      model, max_tokens: maxTokens, messages: [{ role: 'user', content: 'hi' }],
+    });
+    return { status: res.status, body: (await res.json()) as ChatBody };
+  }
+
+  /** SIGTERM and wait for the exit. */
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+    return this.exited;
+  }
+
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface ChatBody {
+  choices?: { message?: { content?: string }; text?: string }[];
+  error?: { message: string; type: string; param: string | null; code: string | number | null };
+}
+
+/** Parses SSE text into its `data:` payloads. */
+export function sseData(text: string): string[] {
+  return text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice('data: '.length));
+}
