@@ -9,6 +9,7 @@ export interface Options {
   readonly upstreamTimeoutSecs: number;
   readonly modelReadyTimeoutSecs: number;
   readonly modelSwitchTimeoutSecs: number;
+  readonly minActiveSecs: number;
   readonly logDir: string;
   readonly scripts: readonly string[];
 }
@@ -33,6 +34,11 @@ function positive(name: string, value: number): number {
   return value;
 }
 
+function nonNegative(name: string, value: number): number {
+  if (!Number.isFinite(value) || value < 0) throw new UsageError(`--${name} must be a number >= 0, got ${value}`);
+  return value;
+}
+
 function port(name: string, value: number): number {
   if (!Number.isInteger(value) || value < 1 || value > 65535) {
     throw new UsageError(`--${name} must be a port number (1-65535), got ${value}`);
@@ -50,6 +56,7 @@ export function parseArgs(argv: readonly string[]): Options {
     .option('upstream-timeout-secs', { type: 'number', default: 120, describe: 'Limit for one forwarded request (for streams: before the first byte and between bytes)' })
     .option('model-ready-timeout-secs', { type: 'number', default: 120, describe: 'Limit for a model server to start and become ready' })
     .option('model-switch-timeout-secs', { type: 'number', default: 60, describe: 'Limit for a request to wait for its model, and for each sleep/wake call' })
+    .option('min-active-secs', { type: 'number', default: 2, describe: 'After a wake, how long a model keeps serving (and taking new requests) before it yields to requests waiting for another model; bounds switching (see docs/scheduling.md)' })
     .option('log-dir', { type: 'string', default: 'sglangmux-logs', describe: 'Directory for the per-model stdout/stderr logs' })
     .version(VERSION)
     .alias('help', 'h')
@@ -70,6 +77,7 @@ export function parseArgs(argv: readonly string[]): Options {
     upstreamTimeoutSecs: positive('upstream-timeout-secs', args['upstream-timeout-secs']),
     modelReadyTimeoutSecs: positive('model-ready-timeout-secs', args['model-ready-timeout-secs']),
     modelSwitchTimeoutSecs: positive('model-switch-timeout-secs', args['model-switch-timeout-secs']),
+    minActiveSecs: nonNegative('min-active-secs', args['min-active-secs']),
     logDir: args['log-dir'],
     scripts,
   };

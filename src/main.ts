@@ -28,6 +28,14 @@ function warnAboutSleep(spec: ModelSpec): void {
   }
 }
 
+/** The active window must leave a waiter time to be served before its switch timeout. */
+function minActiveMs(opts: Options): number {
+  const limit = opts.modelSwitchTimeoutSecs / 2;
+  if (opts.minActiveSecs <= limit) return opts.minActiveSecs * 1000;
+  log.warn(`--min-active-secs ${opts.minActiveSecs} is not below half of --model-switch-timeout-secs; using ${limit}`);
+  return limit * 1000;
+}
+
 async function main(): Promise<void> {
   const { opts, specs } = configure(process.argv.slice(2));
   specs.forEach(warnAboutSleep);
@@ -35,6 +43,7 @@ async function main(): Promise<void> {
   const scheduler = new Scheduler(specs, {
     readyTimeoutMs: opts.modelReadyTimeoutSecs * 1000,
     switchTimeoutMs: opts.modelSwitchTimeoutSecs * 1000,
+    minActiveMs: minActiveMs(opts),
     logDir: resolve(opts.logDir),
     env: process.env,
     stopGraceMs: STOP_GRACE_MS,

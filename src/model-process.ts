@@ -60,7 +60,7 @@ export class ModelProcess {
     return this.child?.pid ?? null;
   }
 
-  /** True from start until the script's own process has exited. */
+  /** True from start until the script's own process and every process left in its group have exited. */
   get running(): boolean {
     return this.child !== null;
   }
@@ -91,14 +91,16 @@ export class ModelProcess {
     log.info(`model ${this.spec.name}: starting ${this.spec.script} (pid ${pgid}, port ${this.spec.port})`);
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
-        this.child = null;
         const requested = this.stopping;
-        // Leftovers of a script that did not exec its server must not outlive it.
+        // Leftovers of a script that did not exec its server (or a server's own subprocesses)
+        // must not outlive it. The model counts as running until they are gone, so that a
+        // restart cannot meet its port or its GPU memory still taken.
         void this.reapGroup(pgid).then(() => {
           liveGroups.delete(pgid);
+          this.child = null;
+          this.onExit({ code, signal, requested });
           resolve();
         });
-        this.onExit({ code, signal, requested });
       });
     });
   }

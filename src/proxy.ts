@@ -2,11 +2,12 @@
 // model (waiting while the scheduler switches), forward the exact bytes, and pass the answer
 // through: event streams piped as they arrive, JSON answers checked and returned as sent.
 import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Koa from 'koa';
 import { TimeoutError, type Request } from 'got';
 import {
-  invalidUpstreamResponse, missingModel, modelNotFound, upstreamTimeout, upstreamUnreachable,
+  type ApiError, invalidUpstreamResponse, missingModel, modelNotFound, upstreamTimeout, upstreamUnreachable,
 } from './errors.js';
 import { log } from './log.js';
 import { ClientGone, type Lease, type Scheduler } from './scheduler.js';
@@ -77,15 +78,17 @@ async function forward(
       'x-accel-buffering': 'no',
     });
     ctx.res.flushHeaders();
+    let outcome = `${status} stream`;
+    const onBreak = (err: Error): void => {
+      log.warn(`stream from ${lease.server.spec.name} broke: ${err.message}`);
+      outcome = `${status} stream, upstream broke`;
+    };
     try {
-      await pipeline(upstream, ctx.res);
-      return `${status} stream`;
-    } catch (err) {
-      if (signal.aborted) return `${status} stream, client left`;
-      // Headers are gone already; the client sees the connection close mid-stream.
-      log.warn(`stream from ${lease.server.spec.name} broke: ${upstreamFailure(err).message}`);
-      return `${status} stream, upstream broke`;
+      await pipeline(Readable.from(endWithErrorEvent(upstream, signal, onBreak)), ctx.res);
+    } catch {
+      return `${status} stream, client left`;
     }
+    return outcome;
   }
 
   let raw: Buffer;
@@ -106,6 +109,24 @@ async function forward(
   return String(status);
 }
 
+/**
+ * Passes the upstream's bytes through as they come. If the upstream breaks mid-stream (the
+ * server crashed, a timeout), the client gets a final `data: {"error":…}` event, the way SGLang
+ * itself reports errors once the status is sent, instead of a silently truncated stream.
+ */
+async function* endWithErrorEvent(
+  upstream: Request, signal: AbortSignal, onBreak: (err: Error) => void,
+): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of upstream) yield chunk as Buffer;
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const failure = upstreamFailure(err) as ApiError;
+    onBreak(failure);
+    yield Buffer.from(`data: ${JSON.stringify(failure.toBody())}\n\n`);
+  }
+}
+
 function responseOf(upstream: Request): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     upstream.once('response', resolve);
@@ -119,7 +140,7 @@ async function collect(upstream: Request): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function upstreamFailure(err: unknown): Error {
+function upstreamFailure(err: unknown): ApiError {
   if (err instanceof TimeoutError) return upstreamTimeout();
   const e = err as NodeJS.ErrnoException;
   return upstreamUnreachable(e.code ? `${e.code} ${e.message}` : String(e.message ?? err));

@@ -25,6 +25,8 @@ export type ModelState =
 export interface SchedulerOptions {
   readonly readyTimeoutMs: number;
   readonly switchTimeoutMs: number;
+  /** How long a busy model may keep admitting new requests after it woke while others wait. */
+  readonly minActiveMs: number;
   readonly logDir: string;
   /** Environment for launch scripts. */
   readonly env: NodeJS.ProcessEnv;
@@ -44,6 +46,8 @@ export interface ModelStatus {
   readonly id: string;
   readonly state: ModelState;
   readonly port: number;
+  /** Why the model last failed, while it is failed. */
+  readonly last_error: string | null;
 }
 
 /** Thrown to a waiter whose client went away: there is nobody to answer. */
@@ -62,6 +66,13 @@ interface Waiter {
 
 const READY_POLL_MS = 25;
 const IDLE_POLL_MS = 50;
+const MAX_BACKOFF_MS = 30_000;
+
+/** A model that failed n times in a row waits before its next start: none after the first failure
+ * (a crash is restarted by the next request), then 1 s, 2 s, 4 s … up to 30 s. */
+export function backoffMs(failures: number): number {
+  return failures < 2 ? 0 : Math.min(1000 * 2 ** (failures - 2), MAX_BACKOFF_MS);
+}
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -71,9 +82,13 @@ class Slot {
   inflight = 0;
   readonly waiters: Waiter[] = [];
   lastError: string | null = null;
+  /** Consecutive failed starts, wakes or crashes; reset by a successful start or wake. */
+  failures = 0;
+  /** No new start before this time (crash-loop backoff). */
+  retryAt = 0;
+  /** When the model last became awake. */
+  awakeSince = 0;
   modelPath: string | null;
-  /** Resolves the drain of this model when its last in-flight request ends. */
-  onIdle: (() => void) | null = null;
   readonly server: ModelServer;
   readonly process: ModelProcess;
 
@@ -97,6 +112,8 @@ export class Scheduler {
   private readonly bootQueue: Slot[] = [];
   private started = 0;
   private bootFinished: (startedAny: boolean) => void = () => {};
+  /** Wakes the driver when something it waits on may have changed (see until()). */
+  private changed: (() => void)[] = [];
 
   constructor(specs: readonly ModelSpec[], private readonly opts: SchedulerOptions) {
     for (const spec of specs) {
@@ -121,7 +138,12 @@ export class Scheduler {
     const holding = active && (active.state === 'awake' || active.state === 'draining');
     return {
       active_model: holding ? active.name : null,
-      models: [...this.slots.values()].map((s) => ({ id: s.name, state: s.state, port: s.spec.port })),
+      models: [...this.slots.values()].map((s) => ({
+        id: s.name,
+        state: s.state,
+        port: s.spec.port,
+        last_error: s.state === 'failed' ? s.lastError : null,
+      })),
     };
   }
 
@@ -135,6 +157,10 @@ export class Scheduler {
     if (this.closing) return Promise.reject(modelNotReady('sglangmux is shutting down'));
     if (signal.aborted) return Promise.reject(new ClientGone());
     const since = Date.now();
+    if (slot.state === 'failed' && since < slot.retryAt) {
+      const secs = Math.ceil((slot.retryAt - since) / 1000);
+      return Promise.reject(modelNotReady(`${slot.lastError}; failed ${slot.failures} times in a row, next start in ${secs} s`));
+    }
     if (slot === this.active && slot.state === 'awake' && this.bootQueue.length === 0) {
       return Promise.resolve(this.lease(slot, since));
     }
@@ -144,6 +170,7 @@ export class Scheduler {
         signal.removeEventListener('abort', onAbort);
         const i = slot.waiters.indexOf(waiter);
         if (i >= 0) slot.waiters.splice(i, 1);
+        this.notify(); // a switch for nobody must not go on (stale switch)
       };
       const waiter: Waiter = {
         since,
@@ -187,11 +214,7 @@ export class Scheduler {
         if (released) return;
         released = true;
         slot.inflight--;
-        if (slot.inflight === 0 && slot.onIdle) {
-          const resume = slot.onIdle;
-          slot.onIdle = null;
-          resume();
-        }
+        this.notify();
       },
     };
   }
@@ -233,7 +256,20 @@ export class Scheduler {
     return best;
   }
 
+  /** Resolves once `done()` holds, re-checked whenever notify() is called. */
+  private async until(done: () => boolean): Promise<void> {
+    while (!done()) await new Promise<void>((resolve) => this.changed.push(resolve));
+  }
+
+  private notify(): void {
+    const waiting = this.changed;
+    this.changed = [];
+    for (const resume of waiting) resume();
+  }
+
+  /** Starts the driver, or wakes it if it is waiting. */
   private kick(): void {
+    if (this.driving) this.notify();
     if (this.driving || this.closing) return;
     this.driving = true;
     this.drive()
@@ -262,8 +298,26 @@ export class Scheduler {
       if (active?.state === 'awake') this.admitWaiters(active);
       const target = this.nextTarget();
       if (!target) return;
+      if (active?.state === 'awake') {
+        // Decide first, then change state: the busy active model keeps serving (and admitting)
+        // until its window ends, enforced by a timer so it fires in a quiet period too.
+        const yieldAt = this.yieldTime(active);
+        if (yieldAt > Date.now()) {
+          const timer = setTimeout(() => this.notify(), yieldAt - Date.now());
+          await new Promise<void>((resolve) => this.changed.push(resolve));
+          clearTimeout(timer);
+          continue;
+        }
+      }
       await this.switchTo(target);
     }
+  }
+
+  /** When the awake model must stop admitting for others: once it has been awake for the
+   * minimum active window, idle or not, so ping-pong traffic costs at most one switch per
+   * window (see docs/scheduling.md). */
+  private yieldTime(active: Slot): number {
+    return active.awakeSince + this.opts.minActiveMs;
   }
 
   private async bootOne(slot: Slot): Promise<void> {
@@ -277,7 +331,7 @@ export class Scheduler {
   private async switchTo(target: Slot): Promise<void> {
     const from = this.active;
     if (from && from !== target) {
-      log.info(`switch ${from.name} -> ${target.name}: draining ${from.name} (${from.inflight} in flight)`);
+      log.info(`switch ${from.name} -> ${target.name}: draining ${from.name} (${from.inflight} in flight, awake ${Date.now() - from.awakeSince} ms)`);
       if (!(await this.putToSleep(from, target))) return;
     }
     // Requests that timed out or left during the drain must not cause a wake (stale switch).
@@ -294,8 +348,9 @@ export class Scheduler {
    */
   private async putToSleep(from: Slot, target: Slot | null): Promise<boolean> {
     this.setState(from, 'draining');
-    if (from.inflight > 0) await new Promise<void>((resolve) => (from.onIdle = resolve));
-    if (target && target.waiters.length === 0 && from.state === 'draining') {
+    const abandoned = (): boolean => target !== null && target.waiters.length === 0;
+    await this.until(() => from.inflight === 0 || abandoned());
+    if (target && abandoned() && from.state === 'draining') {
       log.info(`switch ${from.name} -> ${target.name} abandoned: nobody waits for ${target.name} any more`);
       this.setState(from, 'awake');
       return false;
@@ -367,13 +422,17 @@ export class Scheduler {
         log.info(`model ${slot.name}: ready (started in ${Date.now() - started} ms)`);
       }
       this.setState(slot, 'awake');
+      slot.awakeSince = Date.now();
       slot.lastError = null;
+      slot.failures = 0;
       return true;
     } catch (err) {
       const reason = slot.state === 'failed' && slot.lastError ? slot.lastError : `${slot.name}: ${message(err)}`;
       log.error(`model ${slot.name}: failed to ${slot.state === 'waking' ? 'wake' : 'start'}: ${reason}`);
+      const crashed = slot.state === 'failed'; // already counted by processExited
       await this.stopModel(slot, 'failed');
       slot.lastError = reason;
+      if (!crashed) this.countFailure(slot);
       this.failWaiters(slot, modelNotReady(reason));
       if (this.active === slot) this.active = null;
       return false;
@@ -405,12 +464,20 @@ export class Scheduler {
     if (slot.state !== 'failed') this.setState(slot, state);
   }
 
+  private countFailure(slot: Slot): void {
+    slot.failures++;
+    const wait = backoffMs(slot.failures);
+    slot.retryAt = Date.now() + wait;
+    if (wait > 0) log.warn(`model ${slot.name}: failed ${slot.failures} times in a row; next start not before ${wait / 1000} s`);
+  }
+
   private processExited(slot: Slot, info: ExitInfo): void {
     if (info.requested) return; // stopped by us; the step that stopped it sets the state
     const reason = `${slot.name} ${describeExit(info)} (see ${slot.process.stderrLog})`;
     log.error(`model ${slot.name}: process ${describeExit(info)}; its stderr is in ${slot.process.stderrLog}`);
     slot.lastError = reason;
     this.setState(slot, 'failed');
+    this.countFailure(slot);
     if (this.active === slot) this.active = null;
     this.failWaiters(slot, modelNotReady(reason));
   }

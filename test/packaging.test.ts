@@ -283,7 +283,9 @@ describe('python packaging', { skip: missing, timeout: 600_000 }, () => {
         await chat('sim-b');
         assert.equal((await waitHealth(ready, 'the switch to sim-b')).active_model, 'sim-b');
         child.kill('SIGTERM');
-        const end = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 60_000))]);
+        let timer: NodeJS.Timeout | undefined;
+        const end = await Promise.race([exited, new Promise((r) => { timer = setTimeout(() => r('timeout'), 60_000); })]);
+        clearTimeout(timer);
         assert.notEqual(end, 'timeout', `sglangmux did not exit within 60 s of SIGTERM:\n${output}`);
         // Everything stopped: the front end and both simulated servers refuse connections.
         for (const p of [port, ...models.map((m) => m.port)]) {
@@ -339,6 +341,26 @@ describe('python packaging', { skip: missing, timeout: 600_000 }, () => {
       assert.ok(r.stderr.includes(join(repoRoot, 'dist', 'sglangmux.mjs')), r.stderr);
       await uninstall();
     });
+  });
+
+  test('the build hook: without a bundle it names what is missing, and with Node it builds one', async () => {
+    // A checkout without dist/: first with only Python on PATH, then with the caller's PATH.
+    const copy = join(tmp, 'no-bundle');
+    for (const f of ['src', 'python', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'pyproject.toml', 'README.md', 'LICENSE']) {
+      if (existsSync(join(repoRoot, f))) cpSync(join(repoRoot, f), join(copy, f), { recursive: true, filter: (s) => !s.includes('__pycache__') });
+    }
+    symlinkSync(join(repoRoot, 'node_modules'), join(copy, 'node_modules'));
+    const pyBin = join(tmp, 'python-only');
+    mkdirSync(pyBin, { recursive: true });
+    symlinkSync(PYTHON, join(pyBin, 'python3'));
+    const args = ['-m', 'build', '--no-isolation', '--skip-dependency-check', '--wheel', '--outdir', join(copy, 'out'), '.'];
+    const failed = await run(PYTHON, args, { cwd: copy, env: baseEnv({ PATH: pyBin }) });
+    assert.notEqual(failed.code, 0);
+    assert.match(failed.stdout + failed.stderr, /dist\/sglangmux\.mjs is missing, but node and npm are not on PATH/);
+    ok(await run(PYTHON, args, { cwd: copy, env: baseEnv() }), 'python -m build --wheel (runs npm run build)');
+    assert.ok(existsSync(join(copy, 'dist', 'sglangmux.mjs')) && existsSync(join(copy, 'dist', 'THIRD_PARTY_LICENSES.txt')));
+    const names = await archiveNames(join(copy, 'out', `sglangmux-${VERSION}-py3-none-any.whl`));
+    assert.ok(names.includes('sglangmux/_bundle/sglangmux.mjs'), names.join(' '));
   });
 
   describe('scripts/publish_pypi.sh', () => {

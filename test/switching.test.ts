@@ -11,6 +11,8 @@ const CAPACITY = 1000; // the simulator's default GPU, each model's share 600
 function assertSafe(events: LedgerEvent[]): void {
   assert.deepEqual(crashes(events), [], 'no simulator hazard crash');
   assert.ok(maxUsage(events) <= CAPACITY, `GPU never oversubscribed (max ${maxUsage(events)} MB)`);
+  // The simulator refuses what would not fit (oom at start, a hanging resume): none may be tried.
+  assert.deepEqual(events.filter((e) => e.event === 'oom' || e.event === 'hang'), []);
 }
 
 /** Control calls (release/resume) recorded in the ledger after index `from`. */

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { readLedger, simPythonPath, type LedgerEvent } from './sim.js';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-export const bundle = join(repoRoot, 'dist', 'sglangmux.mjs');
+/** The daemon under test: the checkout's bundle, or another build named by SGLANGMUX_TEST_BUNDLE. */
+export const bundle = process.env.SGLANGMUX_TEST_BUNDLE ?? join(repoRoot, 'dist', 'sglangmux.mjs');
 
 export async function freePort(): Promise<number> {
   const srv = createServer();
@@ -29,6 +30,8 @@ export interface ModelDef {
   readonly exec?: boolean;
   /** Replaces the whole sglang command line. */
   readonly command?: string;
+  /** A fixed port for the model (default: a free one). */
+  readonly port?: number;
 }
 
 export interface ModelInfo {
@@ -102,7 +105,7 @@ export class Daemon {
     const port = await freePort();
     const models: ModelInfo[] = [];
     for (const def of opts.models) {
-      const modelPort = await freePort();
+      const modelPort = def.port ?? (await freePort());
       const script = join(dir, `${def.name.replace(/[^A-Za-z0-9]/g, '_')}.sh`);
       writeFileSync(script, launchScript(def, modelPort));
       models.push({ name: def.name, port: modelPort, script });
@@ -127,6 +130,27 @@ export class Daemon {
     return daemon;
   }
 
+  /** Wraps a daemon started some other way (e.g. by an example script that execs it). */
+  static attach(proc: ChildProcess, opts: { dir: string; port: number; models?: readonly ModelInfo[] }): Daemon {
+    return new Daemon(opts.dir, opts.port, opts.models ?? [], proc);
+  }
+
+  /** Polls /health until the daemon answers at all (connection refused until it listens). */
+  async waitListening(timeoutMs = 30_000): Promise<Health> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.health();
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`daemon not listening within ${timeoutMs} ms: ${String(err)}; output:\n${this.output}`);
+      }
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
+        throw new Error(`daemon exited before listening; output:\n${this.output}`);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }
@@ -144,10 +168,10 @@ export class Daemon {
   }
 
   /** Polls the simulators' ledger until an event matches. */
-  async waitLedger(pred: (e: LedgerEvent) => boolean, what: string, timeoutMs = 30_000): Promise<LedgerEvent> {
+  async waitLedger(pred: (e: LedgerEvent) => boolean, what: string, timeoutMs = 30_000, from = 0): Promise<LedgerEvent> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const hit = this.ledger().find(pred);
+      const hit = this.ledger().slice(from).find(pred);
       if (hit) return hit;
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} in the ledger`);
       await new Promise((r) => setTimeout(r, 20));
