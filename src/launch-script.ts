@@ -1,6 +1,7 @@
 // Launch scripts are run with `bash <script>` but read here as TEXT, never executed, so reading
 // the configuration can't start a server or depend on the environment.
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 
 export interface ModelSpec {
@@ -17,6 +18,8 @@ export interface ModelSpec {
   readonly cpuBackup: boolean;
   /** `--api-key` of the model server, used for the daemon's own calls to it. */
   readonly apiKey: string | null;
+  /** Hash of the script's text: a reload restarts the model when it changes. */
+  readonly digest: string;
 }
 
 export class ScriptError extends Error {
@@ -114,11 +117,29 @@ export function parseLaunchScript(script: string, text: string): ModelSpec {
     memorySaver: ws.includes('--enable-memory-saver'),
     cpuBackup: ws.includes('--enable-weights-cpu-backup'),
     apiKey: literal(flagValue(ws, ['--api-key'])) ?? null,
+    digest: createHash('sha256').update(text).digest('hex'),
   };
 }
 
+/** The scripts named on the command line; a directory stands for its `*.sh` files, sorted, so
+ * a reload (SIGHUP) picks up scripts added to or removed from it. */
+export function expandScriptArgs(args: readonly string[]): string[] {
+  return args.flatMap((arg) => {
+    let isDir = false;
+    try {
+      isDir = statSync(arg).isDirectory();
+    } catch {
+      return [arg]; // reported as unreadable by loadLaunchScripts
+    }
+    if (!isDir) return [arg];
+    return readdirSync(arg).filter((f) => f.endsWith('.sh')).sort().map((f) => `${arg.replace(/\/+$/, '')}/${f}`);
+  });
+}
+
 /** Reads and checks every script; throws ScriptError naming the first script with a problem. */
-export function loadLaunchScripts(paths: readonly string[], listenPort: number): ModelSpec[] {
+export function loadLaunchScripts(args: readonly string[], listenPort: number): ModelSpec[] {
+  const paths = expandScriptArgs(args);
+  if (paths.length === 0) throw new ScriptError(args.join(' '), 'no launch scripts (*.sh) found');
   const specs: ModelSpec[] = [];
   for (const path of paths) {
     const script = resolve(path);

@@ -36,6 +36,21 @@ function minActiveMs(opts: Options): number {
   return limit * 1000;
 }
 
+/** SIGHUP: re-reads the launch scripts; a configuration that no longer loads is rejected whole. */
+function reload(scheduler: Scheduler, opts: Options): void {
+  let specs: ModelSpec[];
+  try {
+    specs = loadLaunchScripts(opts.scripts, opts.listenPort);
+  } catch (err) {
+    log.error(`SIGHUP: configuration rejected, keeping the running one: ${err instanceof Error ? err.message : String(err)}`);
+    return;
+  }
+  const { added, removed, changed } = scheduler.reload(specs);
+  specs.filter((s) => added.includes(s.name) || changed.includes(s.name)).forEach(warnAboutSleep);
+  const list = (names: string[]): string => (names.length ? names.join(', ') : 'none');
+  log.info(`SIGHUP: configuration reloaded: added ${list(added)}; removed ${list(removed)}; changed ${list(changed)}`);
+}
+
 async function main(): Promise<void> {
   const { opts, specs } = configure(process.argv.slice(2));
   specs.forEach(warnAboutSleep);
@@ -47,6 +62,8 @@ async function main(): Promise<void> {
     logDir: resolve(opts.logDir),
     env: process.env,
     stopGraceMs: STOP_GRACE_MS,
+    idleSleepMs: opts.idleSleepSecs === null ? null : opts.idleSleepSecs * 1000,
+    lazy: opts.lazy,
   });
   const app = createApp(scheduler, { upstreamTimeoutMs: opts.upstreamTimeoutSecs * 1000 });
 
@@ -75,6 +92,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  process.on('SIGHUP', () => reload(scheduler, opts));
 
   if (!(await scheduler.bootstrap()) && !stopping) {
     log.error('no model could be started; see the logs in ' + resolve(opts.logDir));

@@ -32,7 +32,22 @@ export interface SchedulerOptions {
   readonly env: NodeJS.ProcessEnv;
   /** Time between SIGTERM and SIGKILL when stopping a model's process group. */
   readonly stopGraceMs: number;
+  /** Put the awake model to sleep after this long with nothing in flight or waiting. */
+  readonly idleSleepMs: number | null;
+  /** Start each model on its first request instead of at bootstrap. */
+  readonly lazy: boolean;
+  readonly observer?: SchedulerObserver;
 }
+
+/** What the scheduler reports as it works, for metrics. */
+export interface SchedulerObserver {
+  switched(e: { from: string | null; to: string; result: 'ok' | 'failed' | 'abandoned' | 'skipped'; ms: number }): void;
+  phase(e: { model: string; phase: 'drain' | 'sleep' | 'wake' | 'start'; ok: boolean; ms: number }): void;
+  /** Every start of a model's process, restarts included. */
+  processStarted(model: string): void;
+}
+
+const NO_OBSERVER: SchedulerObserver = { switched: () => {}, phase: () => {}, processStarted: () => {} };
 
 export interface Lease {
   readonly server: ModelServer;
@@ -50,6 +65,22 @@ export interface ModelStatus {
   readonly last_error: string | null;
 }
 
+/** Everything the control API shows about a model. */
+export interface ModelDetail extends ModelStatus {
+  readonly pid: number | null;
+  readonly script: string;
+  readonly stdout_log: string;
+  readonly stderr_log: string;
+  /** Time awake so far, while awake or draining. */
+  readonly awake_secs: number | null;
+  readonly in_flight: number;
+  readonly waiting: number;
+  readonly oldest_wait_ms: number | null;
+  readonly memory_saver: boolean;
+  readonly cpu_backup: boolean;
+  readonly failures: number;
+}
+
 /** Thrown to a waiter whose client went away: there is nobody to answer. */
 export class ClientGone extends Error {
   constructor() {
@@ -60,6 +91,8 @@ export class ClientGone extends Error {
 
 interface Waiter {
   readonly since: number;
+  /** The queue it waits in (moves to the new slot when its model's script changes). */
+  queue: Waiter[];
   admit(lease: Lease): void;
   fail(err: Error): void;
 }
@@ -88,6 +121,8 @@ class Slot {
   retryAt = 0;
   /** When the model last became awake. */
   awakeSince = 0;
+  /** When its last request ended or was admitted (for idle sleep). */
+  lastUsed = 0;
   modelPath: string | null;
   readonly server: ModelServer;
   readonly process: ModelProcess;
@@ -114,23 +149,135 @@ export class Scheduler {
   private bootFinished: (startedAny: boolean) => void = () => {};
   /** Wakes the driver when something it waits on may have changed (see until()). */
   private changed: (() => void)[] = [];
+  /** Control operations (sleep, restart, retiring a reconfigured model), run by the driver in order. */
+  private readonly ops: (() => Promise<void>)[] = [];
+  private idleTimer: NodeJS.Timeout | null = null;
+  private readonly observer: SchedulerObserver;
 
   constructor(specs: readonly ModelSpec[], private readonly opts: SchedulerOptions) {
-    for (const spec of specs) {
-      this.slots.set(spec.name, new Slot(spec, opts, (slot, info) => this.processExited(slot, info)));
-    }
+    this.observer = opts.observer ?? NO_OBSERVER;
+    for (const spec of specs) this.slots.set(spec.name, this.newSlot(spec));
+  }
+
+  private newSlot(spec: ModelSpec): Slot {
+    return new Slot(spec, this.opts, (slot, info) => this.processExited(slot, info));
   }
 
   has(model: string): boolean {
     return this.slots.has(model);
   }
 
-  /** Starts every model one at a time in order; the last stays awake. Resolves false if none started. */
+  /** Starts every model one at a time in order; the last stays awake. Resolves false if none
+   * started. With `lazy`, starts nothing: each model starts on its first request. */
   bootstrap(): Promise<boolean> {
+    if (this.opts.lazy) {
+      log.info('lazy start: each model starts on its first request');
+      return Promise.resolve(true);
+    }
     const done = new Promise<boolean>((resolve) => (this.bootFinished = resolve));
     this.bootQueue.push(...this.slots.values());
     this.kick();
     return done;
+  }
+
+  details(): ModelDetail[] {
+    const now = Date.now();
+    return [...this.slots.values()].map((s) => {
+      const holding = s.state === 'awake' || s.state === 'draining';
+      const oldest = s.waiters[0];
+      return {
+        id: s.name,
+        state: s.state,
+        port: s.spec.port,
+        last_error: s.state === 'failed' ? s.lastError : null,
+        pid: s.process.pid,
+        script: s.spec.script,
+        stdout_log: s.process.stdoutLog,
+        stderr_log: s.process.stderrLog,
+        awake_secs: holding ? (now - s.awakeSince) / 1000 : null,
+        in_flight: s.inflight,
+        waiting: s.waiters.length,
+        oldest_wait_ms: oldest ? now - oldest.since : null,
+        memory_saver: s.spec.memorySaver,
+        cpu_backup: s.spec.cpuBackup,
+        failures: s.failures,
+      };
+    });
+  }
+
+  /** Wakes `model` through the same queue and policy as a request. */
+  async preload(model: string, signal: AbortSignal): Promise<void> {
+    (await this.acquire(model, signal)).release();
+  }
+
+  /** Puts `model` to sleep if it is the awake one (draining it first); otherwise nothing. */
+  sleep(model: string): Promise<void> {
+    return this.operate(model, async (slot) => {
+      if (slot === this.active && slot.state === 'awake') await this.putToSleep(slot, null);
+    });
+  }
+
+  /** Stops the model's process group (draining it first if awake) and starts it again as the
+   * awake model. */
+  restart(model: string): Promise<void> {
+    return this.operate(model, async (slot) => {
+      if (slot === this.active) {
+        this.setState(slot, 'draining');
+        await this.until(() => slot.inflight === 0);
+      }
+      await this.stopModel(slot, 'stopped');
+      if (this.active === slot) this.active = null;
+      slot.failures = 0;
+      slot.retryAt = 0;
+      if (this.active) await this.putToSleep(this.active, null);
+      if (!(await this.wake(slot))) throw modelNotReady(slot.lastError ?? `${model} did not restart`);
+      this.admitWaiters(slot);
+    });
+  }
+
+  /**
+   * Applies a re-read configuration: removed models are stopped, changed ones stopped and
+   * started again from their new script (their waiting requests carry over), added ones
+   * started (in bootstrap order, or on first request with `lazy`). The rest keep serving.
+   */
+  reload(specs: readonly ModelSpec[]): { added: string[]; removed: string[]; changed: string[] } {
+    const next = new Map(specs.map((spec) => [spec.name, spec]));
+    const report = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
+    for (const old of [...this.slots.values()]) {
+      const spec = next.get(old.name);
+      if (spec && spec.digest === old.spec.digest) continue;
+      const queued = this.bootQueue.indexOf(old);
+      if (queued >= 0) this.bootQueue.splice(queued, 1);
+      if (spec) {
+        const fresh = this.newSlot(spec);
+        for (const waiter of old.waiters.splice(0)) {
+          waiter.queue = fresh.waiters; // carried over: nothing waits on a retired model
+          fresh.waiters.push(waiter);
+        }
+        this.slots.set(spec.name, fresh);
+        report.changed.push(old.name);
+      } else {
+        this.slots.delete(old.name);
+        this.failWaiters(old, modelNotReady(`${old.name} was removed from the configuration`));
+        report.removed.push(old.name);
+      }
+      this.ops.push(() => this.retire(old));
+    }
+    for (const spec of specs) {
+      if (this.slots.has(spec.name)) continue;
+      this.slots.set(spec.name, this.newSlot(spec));
+      report.added.push(spec.name);
+    }
+    // Script order, as at bootstrap.
+    const ordered = specs.map((spec) => this.slots.get(spec.name)!);
+    this.slots.clear();
+    for (const slot of ordered) this.slots.set(slot.name, slot);
+    if (!this.opts.lazy) {
+      const fresh = [...report.changed, ...report.added];
+      this.bootQueue.push(...ordered.filter((slot) => fresh.includes(slot.name)));
+    }
+    this.kick();
+    return report;
   }
 
   status(): { active_model: string | null; models: ModelStatus[] } {
@@ -168,12 +315,13 @@ export class Scheduler {
       const leave = (): void => {
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
-        const i = slot.waiters.indexOf(waiter);
-        if (i >= 0) slot.waiters.splice(i, 1);
+        const i = waiter.queue.indexOf(waiter);
+        if (i >= 0) waiter.queue.splice(i, 1);
         this.notify(); // a switch for nobody must not go on (stale switch)
       };
       const waiter: Waiter = {
         since,
+        queue: slot.waiters,
         admit: (lease) => {
           leave();
           resolve(lease);
@@ -204,8 +352,32 @@ export class Scheduler {
     for (const slot of this.slots.values()) slot.server.close();
   }
 
+  /** Runs a control operation on the driver, after the operations queued before it. */
+  private operate(model: string, op: (slot: Slot) => Promise<void>): Promise<void> {
+    const slot = this.slots.get(model);
+    if (!slot) return Promise.reject(new Error(`unknown model ${model}`));
+    if (this.closing) return Promise.reject(modelNotReady('sglangmux is shutting down'));
+    return new Promise<void>((resolve, reject) => {
+      this.ops.push(() => op(slot).then(resolve, reject));
+      this.kick();
+    });
+  }
+
+  /** Stops a model that left the configuration (or was replaced), after its requests ended. */
+  private async retire(slot: Slot): Promise<void> {
+    if (slot === this.active) {
+      this.setState(slot, 'draining');
+      await this.until(() => slot.inflight === 0);
+      this.active = null;
+    }
+    await this.stopModel(slot, 'stopped');
+    slot.server.close();
+    log.info(`model ${slot.name}: retired (${slot.spec.script})`);
+  }
+
   private lease(slot: Slot, since: number): Lease {
     slot.inflight++;
+    slot.lastUsed = Date.now();
     let released = false;
     return {
       server: slot.server,
@@ -214,7 +386,9 @@ export class Scheduler {
         if (released) return;
         released = true;
         slot.inflight--;
-        this.notify();
+        slot.lastUsed = Date.now();
+        if (slot.inflight === 0) this.kick(); // idle sleep may be due later
+        else this.notify();
       },
     };
   }
@@ -284,6 +458,11 @@ export class Scheduler {
 
   private async drive(): Promise<void> {
     while (!this.closing) {
+      const op = this.ops.shift();
+      if (op) {
+        await op();
+        continue;
+      }
       const boot = this.bootQueue[0];
       if (boot) {
         await this.bootOne(boot);
@@ -297,7 +476,14 @@ export class Scheduler {
       const active = this.active;
       if (active?.state === 'awake') this.admitWaiters(active);
       const target = this.nextTarget();
-      if (!target) return;
+      if (!target) {
+        if (active && this.idleSleepDue(active)) {
+          log.info(`model ${active.name}: idle for ${this.opts.idleSleepMs} ms, putting it to sleep`);
+          await this.putToSleep(active, null);
+          continue;
+        }
+        return;
+      }
       if (active?.state === 'awake') {
         // Decide first, then change state: the busy active model keeps serving (and admitting)
         // until its window ends, enforced by a timer so it fires in a quiet period too.
@@ -311,6 +497,22 @@ export class Scheduler {
       }
       await this.switchTo(target);
     }
+  }
+
+  /** True when the awake model has had nothing in flight for --idle-sleep-secs; otherwise arms
+   * a timer to look again when it would be. */
+  private idleSleepDue(active: Slot): boolean {
+    const idleMs = this.opts.idleSleepMs;
+    if (idleMs === null || active.state !== 'awake' || active.inflight > 0) return false;
+    const dueIn = active.lastUsed + idleMs - Date.now();
+    if (dueIn <= 0) return true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      this.kick();
+    }, dueIn);
+    this.idleTimer.unref();
+    return false;
   }
 
   /** When the awake model must stop admitting for others: once it has been awake for the
@@ -330,16 +532,25 @@ export class Scheduler {
 
   private async switchTo(target: Slot): Promise<void> {
     const from = this.active;
+    const started = Date.now();
+    const report = (result: 'ok' | 'failed' | 'abandoned' | 'skipped'): void =>
+      this.observer.switched({ from: from?.name ?? null, to: target.name, result, ms: Date.now() - started });
     if (from && from !== target) {
       log.info(`switch ${from.name} -> ${target.name}: draining ${from.name} (${from.inflight} in flight, awake ${Date.now() - from.awakeSince} ms)`);
-      if (!(await this.putToSleep(from, target))) return;
+      if (!(await this.putToSleep(from, target))) return report('abandoned');
     }
     // Requests that timed out or left during the drain must not cause a wake (stale switch).
     if (target.waiters.length === 0) {
       log.info(`switch to ${target.name} skipped: nobody waits for it any more`);
-      return;
+      return report('skipped');
     }
-    if (target !== this.active && (await this.wake(target))) this.admitWaiters(target);
+    if (target === this.active) return;
+    if (await this.wake(target)) {
+      this.admitWaiters(target);
+      report('ok');
+    } else {
+      report('failed');
+    }
   }
 
   /**
@@ -348,6 +559,7 @@ export class Scheduler {
    */
   private async putToSleep(from: Slot, target: Slot | null): Promise<boolean> {
     this.setState(from, 'draining');
+    const drainStarted = Date.now();
     const abandoned = (): boolean => target !== null && target.waiters.length === 0;
     await this.until(() => from.inflight === 0 || abandoned());
     if (target && abandoned() && from.state === 'draining') {
@@ -355,23 +567,26 @@ export class Scheduler {
       this.setState(from, 'awake');
       return false;
     }
+    this.observer.phase({ model: from.name, phase: 'drain', ok: true, ms: Date.now() - drainStarted });
     const started = Date.now();
+    let released = false;
     if (from.process.running && from.spec.memorySaver && (await this.confirmIdle(from))) {
       this.setState(from, 'sleeping');
       try {
         await from.server.release(this.opts.switchTimeoutMs);
-        if (from.process.running) {
-          this.setState(from, 'asleep');
-          log.info(`model ${from.name}: asleep (released in ${Date.now() - started} ms)`);
-          this.active = null;
-          return true;
-        }
+        released = from.process.running;
       } catch (err) {
         log.warn(`model ${from.name}: release failed (${message(err)}); stopping its process instead`);
       }
     }
-    await this.stopModel(from, 'stopped');
-    if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
+    if (released) {
+      this.setState(from, 'asleep');
+      log.info(`model ${from.name}: asleep (released in ${Date.now() - started} ms)`);
+    } else {
+      await this.stopModel(from, 'stopped');
+      if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
+    }
+    this.observer.phase({ model: from.name, phase: 'sleep', ok: released || !from.spec.memorySaver, ms: Date.now() - started });
     this.active = null;
     return true;
   }
@@ -400,8 +615,9 @@ export class Scheduler {
     if (this.closing) return false;
     this.active = slot;
     const started = Date.now();
+    const phase = slot.state === 'asleep' && slot.process.running ? 'wake' : 'start';
     try {
-      if (slot.state === 'asleep' && slot.process.running) {
+      if (phase === 'wake') {
         this.setState(slot, 'waking');
         await slot.server.resume(this.opts.switchTimeoutMs);
         if (!slot.spec.cpuBackup) {
@@ -415,6 +631,7 @@ export class Scheduler {
       } else {
         this.setState(slot, 'starting');
         slot.process.start();
+        this.observer.processStarted(slot.name);
         await this.waitReady(slot);
         if (!slot.modelPath && slot.spec.memorySaver && !slot.spec.cpuBackup) {
           slot.modelPath = await slot.server.modelPath();
@@ -425,10 +642,12 @@ export class Scheduler {
       slot.awakeSince = Date.now();
       slot.lastError = null;
       slot.failures = 0;
+      this.observer.phase({ model: slot.name, phase, ok: true, ms: Date.now() - started });
       return true;
     } catch (err) {
+      this.observer.phase({ model: slot.name, phase, ok: false, ms: Date.now() - started });
       const reason = slot.state === 'failed' && slot.lastError ? slot.lastError : `${slot.name}: ${message(err)}`;
-      log.error(`model ${slot.name}: failed to ${slot.state === 'waking' ? 'wake' : 'start'}: ${reason}`);
+      log.error(`model ${slot.name}: failed to ${phase}: ${reason}`);
       const crashed = slot.state === 'failed'; // already counted by processExited
       await this.stopModel(slot, 'failed');
       slot.lastError = reason;

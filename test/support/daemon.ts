@@ -1,7 +1,7 @@
 // Runs the bundled daemon against simulated SGLang servers, each test in its own temp dir with
 // its own ports, ledger and logs. Waits are on events (log lines, /health states) with deadlines.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +73,8 @@ export interface StartOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Wait for the bootstrap-done log line (default true). */
   readonly waitBoot?: boolean;
+  /** Put the scripts in `<dir>/scripts/` and pass that directory instead of the files. */
+  readonly scriptDir?: boolean;
 }
 
 export class Daemon {
@@ -104,15 +106,17 @@ export class Daemon {
     const dir = mkdtempSync(join(tmpdir(), 'sglangmux-test-'));
     const port = await freePort();
     const models: ModelInfo[] = [];
+    const scriptDir = opts.scriptDir ? join(dir, 'scripts') : dir;
+    mkdirSync(scriptDir, { recursive: true });
     for (const def of opts.models) {
       const modelPort = def.port ?? (await freePort());
-      const script = join(dir, `${def.name.replace(/[^A-Za-z0-9]/g, '_')}.sh`);
+      const script = join(scriptDir, `${def.name.replace(/[^A-Za-z0-9]/g, '_')}.sh`);
       writeFileSync(script, launchScript(def, modelPort));
       models.push({ name: def.name, port: modelPort, script });
     }
     const proc = spawn(process.execPath, [
       bundle, '--listen-port', String(port), '--log-dir', join(dir, 'logs'),
-      ...(opts.args ?? []), ...models.map((m) => m.script),
+      ...(opts.args ?? []), ...(opts.scriptDir ? [scriptDir] : models.map((m) => m.script)),
     ], {
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
