@@ -152,6 +152,8 @@ export class Scheduler {
   /** Control operations (sleep, restart, retiring a reconfigured model), run by the driver in order. */
   private readonly ops: (() => Promise<void>)[] = [];
   private idleTimer: NodeJS.Timeout | null = null;
+  /** Models removed or replaced by a reload whose processes are not stopped yet. */
+  private readonly retiring = new Set<Slot>();
   private readonly observer: SchedulerObserver;
 
   constructor(specs: readonly ModelSpec[], private readonly opts: SchedulerOptions) {
@@ -261,6 +263,7 @@ export class Scheduler {
         this.failWaiters(old, modelNotReady(`${old.name} was removed from the configuration`));
         report.removed.push(old.name);
       }
+      this.retiring.add(old);
       this.ops.push(() => this.retire(old));
     }
     for (const spec of specs) {
@@ -347,9 +350,10 @@ export class Scheduler {
   async shutdown(): Promise<void> {
     this.closing = true;
     const err = modelNotReady('sglangmux is shutting down');
-    for (const slot of this.slots.values()) this.failWaiters(slot, err);
-    await Promise.all([...this.slots.values()].map((s) => s.process.stop(this.opts.stopGraceMs)));
-    for (const slot of this.slots.values()) slot.server.close();
+    const all = [...this.slots.values(), ...this.retiring];
+    for (const slot of all) this.failWaiters(slot, err);
+    await Promise.all(all.map((s) => s.process.stop(this.opts.stopGraceMs)));
+    for (const slot of all) slot.server.close();
   }
 
   /** Runs a control operation on the driver, after the operations queued before it. */
@@ -372,6 +376,7 @@ export class Scheduler {
     }
     await this.stopModel(slot, 'stopped');
     slot.server.close();
+    this.retiring.delete(slot);
     log.info(`model ${slot.name}: retired (${slot.spec.script})`);
   }
 
