@@ -1,9 +1,11 @@
 // Errors through the daemon, against the simulator: every client error and every upstream or
 // timeout failure answers with the documented status and message in the OpenAI error shape, is
-// logged exactly once, and leaves the daemon serving correct answers. Also: a pooled upstream
-// connection that SGLang (uvicorn) closed after 5 s idle is never reused.
+// logged exactly once, and leaves the daemon serving correct answers. Also: a client connection
+// stays usable after a body over the limit, and the daemon drops its idle upstream connections
+// before SGLang (uvicorn) closes them at 5 s, so it never reuses a dead one.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { Agent, request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Daemon, type ModelDef } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
@@ -68,6 +70,31 @@ async function assertLoggedOnce(d: Daemon, from: number, re: RegExp): Promise<vo
   const lines = await errorLinesSince(d, from);
   assert.equal(lines.length, 1, `one error line expected, got:\n${lines.join('\n')}`);
   assert.match(lines[0]!, re);
+}
+
+interface RawAnswer {
+  readonly status: number;
+  readonly body: string;
+  readonly reusedSocket: boolean;
+}
+
+/** POST /v1/chat/completions through `agent`, the body written by `send` (chunked unless it sets
+ * a length); fails after 10 s rather than hang. */
+function rawPost(d: Daemon, agent: Agent, send: (req: ReturnType<typeof httpRequest>) => void): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({
+      host: '127.0.0.1', port: d.port, path: CHAT, method: 'POST', agent,
+      headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000),
+    }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reusedSocket: req.reusedSocket }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    send(req);
+  });
 }
 
 /** TCP states of /proc/net/tcp: the ones in which a socket is left after closing first. */
@@ -212,6 +239,34 @@ describe('client errors', () => {
     assert.equal(err.type, 'invalid_request_error');
     await assertLoggedOnce(d, from, / -> 413: request body larger than 32mb$/);
     await assertServes(d, 'a');
+  });
+
+  test('a chunked body over the limit -> 413, and the same keep-alive connection serves the next request', async () => {
+    // Without a Content-Length the parser stops reading at the limit; the rest of the body must
+    // still be consumed, or the client's next request on that connection waits behind it. fetch
+    // cannot pin a connection, so this uses node:http with a one-socket keep-alive agent.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const from = d.output.length;
+      const first = await rawPost(d, agent, (req) => {
+        req.write('{"model":"a","messages":[{"role":"user","content":"');
+        const mb = 'x'.repeat(1024 * 1024);
+        for (let i = 0; i < 33; i++) req.write(mb);
+        req.end('"}]}');
+      });
+      assert.equal(first.status, 413, first.body);
+      assert.equal(first.body, JSON.stringify({ error: {
+        message: 'request body larger than 32mb', type: 'invalid_request_error', param: null, code: 'payload_too_large',
+      } }));
+      await assertLoggedOnce(d, from, / -> 413: request body larger than 32mb$/);
+      const body = JSON.stringify({ model: 'a', max_tokens: 3, messages });
+      const next = await rawPost(d, agent, (req) => req.end(body));
+      assert.equal(next.status, 200, next.body);
+      assert.equal(next.reusedSocket, true, 'the next request went over the same connection');
+      assert.equal((JSON.parse(next.body) as { choices: { message: { content: string } }[] }).choices[0]!.message.content, expectedReply('a', 3));
+    } finally {
+      agent.destroy();
+    }
   });
 
   test('a JSON body sent with a form or text content type (curl -d) is still routed', async () => {
