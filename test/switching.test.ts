@@ -101,7 +101,7 @@ describe('draining', () => {
   let d: Daemon;
   before(async () => {
     d = await Daemon.start({
-      models: [{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '40', SGLANG_SIM_ABORT_NOTICE_MS: '400' } }, { name: 'b' }],
+      models: [{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '40', SGLANG_SIM_ABORT_NOTICE_MS: '1500' } }, { name: 'b' }],
     });
   });
   after(async () => {
