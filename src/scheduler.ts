@@ -522,8 +522,10 @@ export class Scheduler {
 
   /** When the awake model must stop admitting for others: once it has been awake for the
    * minimum active window, idle or not, so ping-pong traffic costs at most one switch per
-   * window (see docs/scheduling.md). */
+   * window (see docs/scheduling.md); at once if it has served nothing since it woke (woken at
+   * bootstrap or by a preload, nobody is using it). */
   private yieldTime(active: Slot): number {
+    if (active.lastUsed < active.awakeSince) return 0;
     return active.awakeSince + this.opts.minActiveMs;
   }
 
