@@ -14,6 +14,14 @@ export interface Options {
   readonly lazy: boolean;
   readonly logDir: string;
   readonly scripts: readonly string[];
+  // Auth, CORS and keepalive (README: "Auth, metrics and control").
+  /** --api-key or SGLANGMUX_API_KEY: bearer token for inference routes; null: open. */
+  readonly apiKey: string | null;
+  /** --admin-api-key or SGLANGMUX_ADMIN_API_KEY: bearer token for /admin/ and /metrics. */
+  readonly adminApiKey: string | null;
+  readonly corsOrigins: readonly string[];
+  /** 0: no keepalive comments while a stream waits. */
+  readonly sseKeepaliveSecs: number;
 }
 
 export const USAGE = 'sglangmux [options] <launch-script>...';
@@ -48,8 +56,19 @@ function port(name: string, value: number): number {
   return value;
 }
 
-/** Parses argv (without node and script). --help and --version print and exit 0. */
-export function parseArgs(argv: readonly string[]): Options {
+/** A key from its flag, else from its environment variable; never empty. */
+function key(name: string, flag: unknown, fromEnv: string | undefined): string | null {
+  if (Array.isArray(flag)) throw new UsageError(`--${name} given more than once`);
+  if (typeof flag === 'string') {
+    if (flag.trim() === '') throw new UsageError(`--${name} must not be empty`);
+    return flag;
+  }
+  return fromEnv !== undefined && fromEnv !== '' ? fromEnv : null;
+}
+
+/** Parses argv (without node and script). --help and --version print and exit 0. Keys may come
+ * from `env` (SGLANGMUX_API_KEY, SGLANGMUX_ADMIN_API_KEY). */
+export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Options {
   const args = yargs([...argv])
     .scriptName('sglangmux')
     .usage(`Usage: ${USAGE}\n\nOne OpenAI-compatible endpoint in front of several SGLang servers on one GPU host.\nEach launch script starts one model; the model named in a request is woken on demand, the others sleep.`)
@@ -62,6 +81,10 @@ export function parseArgs(argv: readonly string[]): Options {
     .option('idle-sleep-secs', { type: 'number', describe: 'Put the awake model to sleep after this long with no request in flight or waiting (default: never)' })
     .option('lazy', { type: 'boolean', default: false, describe: 'Start each model on its first request instead of at start-up' })
     .option('log-dir', { type: 'string', default: 'sglangmux-logs', describe: 'Directory for the per-model stdout/stderr logs' })
+    .option('api-key', { type: 'string', describe: 'Require Authorization: Bearer <key> on inference routes (or set SGLANGMUX_API_KEY, which stays out of `ps`)' })
+    .option('admin-api-key', { type: 'string', describe: 'Require Authorization: Bearer <key> on the control API and /metrics (or set SGLANGMUX_ADMIN_API_KEY); without it the control API answers only on a loopback listener' })
+    .option('cors-origin', { type: 'string', describe: 'Answer browser requests from this origin with CORS headers (repeatable; * for any)' })
+    .option('sse-keepalive-secs', { type: 'number', default: 0, describe: 'While a streaming request waits for its model, send an SSE comment every N s (0: off)' })
     .version(VERSION)
     .alias('help', 'h')
     .alias('version', 'V')
@@ -86,5 +109,9 @@ export function parseArgs(argv: readonly string[]): Options {
     lazy: args.lazy,
     logDir: args['log-dir'],
     scripts,
+    apiKey: key('api-key', args['api-key'], env.SGLANGMUX_API_KEY),
+    adminApiKey: key('admin-api-key', args['admin-api-key'], env.SGLANGMUX_ADMIN_API_KEY),
+    corsOrigins: ([] as unknown[]).concat(args['cors-origin'] ?? []).map(String).filter((o) => o !== ''),
+    sseKeepaliveSecs: nonNegative('sse-keepalive-secs', args['sse-keepalive-secs']),
   };
 }

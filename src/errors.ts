@@ -1,4 +1,5 @@
 // Every error a client sees has the OpenAI shape {"error":{message,type,param,code}} so SDKs show it.
+import { log } from './log.js';
 
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | number | null };
@@ -47,3 +48,25 @@ export const upstreamUnreachable = (detail: string): ApiError =>
 
 export const invalidUpstreamResponse = (detail: string): ApiError =>
   new ApiError(502, `invalid upstream response: ${detail}`, 'server_error', 'invalid_upstream_response');
+
+export const invalidApiKey = (which: 'API key' | 'admin API key', missing: boolean): ApiError =>
+  new ApiError(
+    401,
+    missing ? `missing ${which}: send the header Authorization: Bearer <key>` : `invalid ${which}`,
+    'invalid_request_error',
+    'invalid_api_key',
+  );
+
+export const controlForbidden = (why: string): ApiError =>
+  new ApiError(403, `control API disabled: ${why}; set --admin-api-key (or SGLANGMUX_ADMIN_API_KEY) to use it`, 'invalid_request_error', 'forbidden');
+
+export const invalidParameter = (param: string, detail: string): ApiError =>
+  new ApiError(400, `invalid parameter ${param}: ${detail}`, 'invalid_request_error', 'invalid_request', param);
+
+/** The one log line of a request that ended in an error (keys never appear in it: only the
+ * method, the path without its query, and the error's own message). */
+export function logApiError(method: string, path: string, err: ApiError): void {
+  const line = `${method} ${path} -> ${err.status}: ${err.message}`;
+  if (err.status >= 500) log.warn(line);
+  else log.info(line);
+}

@@ -3,15 +3,42 @@
 import Router from '@koa/router';
 import Koa from 'koa';
 import { koaBody } from 'koa-body';
-import { ApiError, bodyTooLarge, invalidJson, routeNotFound } from './errors.js';
+import { cors, requireAdmin, requireKey } from './auth.js';
+import { addControlRoutes } from './control.js';
+import { ApiError, bodyTooLarge, invalidJson, logApiError, modelNotFound, routeNotFound } from './errors.js';
 import { log } from './log.js';
+import type { Metrics } from './metrics.js';
 import { inferenceHandler } from './proxy.js';
-import type { Scheduler } from './scheduler.js';
+import type { ModelState, Scheduler } from './scheduler.js';
 
 export const BODY_LIMIT = '32mb';
 
 export interface FrontendOptions {
   readonly upstreamTimeoutMs: number;
+  /** SSE comments while a streaming request waits for its model, every this many ms; 0: off. */
+  readonly sseKeepaliveMs: number;
+  /** Required as a bearer token on inference routes; null: open. */
+  readonly apiKey: string | null;
+  /** Required as a bearer token on the control API and /metrics; null: loopback only. */
+  readonly adminApiKey: string | null;
+  /** The address the daemon listens on (decides loopback-only control without an admin key). */
+  readonly host: string;
+  /** Origins answered with CORS headers (`*`: any); empty: no CORS. */
+  readonly corsOrigins: readonly string[];
+  readonly metrics: Metrics;
+}
+
+/** The state shown in the OpenAI model list: the scheduler's eight collapsed into five. */
+export type PublicState = 'starting' | 'awake' | 'asleep' | 'switching' | 'failed';
+
+export function publicState(state: ModelState): PublicState {
+  switch (state) {
+    case 'starting': return 'starting';
+    case 'awake': return 'awake';
+    case 'draining': case 'sleeping': case 'waking': return 'switching';
+    case 'asleep': case 'stopped': return 'asleep';
+    case 'failed': return 'failed';
+  }
 }
 
 /** Turns any thrown error into an OpenAI-shaped answer. */
@@ -22,9 +49,7 @@ const errorShape: Koa.Middleware = async (ctx, next) => {
     const apiError = err instanceof ApiError
       ? err
       : new ApiError(500, `internal error: ${err instanceof Error ? err.message : String(err)}`, 'server_error');
-    const line = `${ctx.method} ${ctx.path} -> ${apiError.status}: ${apiError.message}`;
-    if (apiError.status >= 500) log.warn(line);
-    else log.info(line);
+    logApiError(ctx.method, ctx.path, apiError);
     if (apiError.status === 500) log.debug(err instanceof Error ? (err.stack ?? '') : '');
     ctx.status = apiError.status;
     ctx.body = apiError.toBody();
@@ -44,6 +69,9 @@ const jsonBody: Koa.Middleware = async (ctx, next) => {
     includeUnparsed: true,
     onError: (err) => {
       const status = (err as Error & { status?: number }).status;
+      // Read off and drop the rest of the body (a chunked body is left half-read at the limit):
+      // otherwise the client's next request on this keep-alive connection waits behind it.
+      ctx.req.resume();
       throw status === 413 ? bodyTooLarge(BODY_LIMIT) : invalidJson(err.message);
     },
   })(ctx, next);
@@ -53,21 +81,40 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
   const app = new Koa();
   const router = new Router();
   const created = Math.floor(Date.now() / 1000);
+  const inference = requireKey(opts.apiKey, 'API key');
+  const admin = requireAdmin(opts.adminApiKey, opts.host);
 
   router.get('/health', (ctx) => {
     ctx.body = { status: 'ok', ...scheduler.status() };
   });
 
-  router.get(['/models', '/v1/models'], (ctx) => {
-    ctx.body = {
-      object: 'list',
-      data: scheduler.status().models.map((m) => ({ id: m.id, object: 'model', created, owned_by: 'sglangmux' })),
-    };
+  const modelObject = (m: { id: string; state: ModelState }): object =>
+    ({ id: m.id, object: 'model', created, owned_by: 'sglangmux', state: publicState(m.state) });
+
+  router.get(['/models', '/v1/models'], inference, (ctx) => {
+    ctx.body = { object: 'list', data: scheduler.status().models.map(modelObject) };
   });
 
-  router.post(['/v1/chat/completions', '/v1/completions'], jsonBody, inferenceHandler(scheduler, opts));
+  router.get('/v1/models/*id', inference, (ctx) => {
+    const id = String(ctx.params.id);
+    const model = scheduler.status().models.find((m) => m.id === id);
+    if (!model) throw modelNotFound(id);
+    ctx.body = modelObject(model);
+  });
+
+  // Every POST /v1/* naming a configured model goes to the same path on that model's server.
+  router.post('/v1/*path', inference, jsonBody, inferenceHandler(scheduler, opts));
+
+  router.get('/metrics', admin, async (ctx) => {
+    const { contentType, text } = await opts.metrics.render();
+    ctx.type = contentType;
+    ctx.body = text;
+  });
+
+  addControlRoutes(router, scheduler, admin);
 
   app.use(errorShape);
+  if (opts.corsOrigins.length > 0) app.use(cors(opts.corsOrigins));
   app.use(router.routes());
   app.use((ctx) => {
     throw routeNotFound(ctx.method, ctx.path);

@@ -5,6 +5,7 @@ import { exitWithUsageError, parseArgs, UsageError, type Options } from './cli.j
 import { createApp } from './frontend.js';
 import { loadLaunchScripts, ScriptError, type ModelSpec } from './launch-script.js';
 import { log } from './log.js';
+import { Metrics } from './metrics.js';
 import { Scheduler } from './scheduler.js';
 import { VERSION } from './version.js';
 
@@ -26,6 +27,13 @@ function warnAboutSleep(spec: ModelSpec): void {
   } else if (!spec.cpuBackup) {
     log.info(`model ${spec.name}: weights are reloaded from disk on every wake; --enable-weights-cpu-backup keeps them in CPU memory instead`);
   }
+}
+
+/** The environment for launch scripts, without the daemon's own keys (the model servers have
+ * theirs, in their scripts). */
+function withoutDaemonKeys(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { SGLANGMUX_API_KEY: _api, SGLANGMUX_ADMIN_API_KEY: _admin, ...rest } = env;
+  return rest;
 }
 
 /** The active window must leave a waiter time to be served before its switch timeout. */
@@ -55,17 +63,29 @@ async function main(): Promise<void> {
   const { opts, specs } = configure(process.argv.slice(2));
   specs.forEach(warnAboutSleep);
 
-  const scheduler = new Scheduler(specs, {
+  // Metrics read the scheduler's details at scrape time and observe its switches.
+  const metrics: Metrics = new Metrics(() => scheduler.details());
+  const scheduler: Scheduler = new Scheduler(specs, {
     readyTimeoutMs: opts.modelReadyTimeoutSecs * 1000,
     switchTimeoutMs: opts.modelSwitchTimeoutSecs * 1000,
     minActiveMs: minActiveMs(opts),
     logDir: resolve(opts.logDir),
-    env: process.env,
+    env: withoutDaemonKeys(process.env),
     stopGraceMs: STOP_GRACE_MS,
     idleSleepMs: opts.idleSleepSecs === null ? null : opts.idleSleepSecs * 1000,
     lazy: opts.lazy,
+    observer: metrics,
   });
-  const app = createApp(scheduler, { upstreamTimeoutMs: opts.upstreamTimeoutSecs * 1000 });
+  const app = createApp(scheduler, {
+    upstreamTimeoutMs: opts.upstreamTimeoutSecs * 1000,
+    // Auth, metrics, control and keepalive (README: "Auth, metrics and control").
+    sseKeepaliveMs: opts.sseKeepaliveSecs * 1000,
+    apiKey: opts.apiKey,
+    adminApiKey: opts.adminApiKey,
+    host: opts.host,
+    corsOrigins: opts.corsOrigins,
+    metrics,
+  });
 
   const server = app.listen(opts.listenPort, opts.host);
   server.once('error', (err) => {

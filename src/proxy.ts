@@ -1,23 +1,57 @@
 // One inference request, route to upstream and back: validate the body, take a lease on the
 // model (waiting while the scheduler switches), forward the exact bytes, and pass the answer
 // through: event streams piped as they arrive, JSON answers checked and returned as sent.
+//
+// A streaming request that waits for its model may get its 200 and event-stream headers early,
+// with SSE comment lines while it waits (--sse-keepalive-secs). From then on the answer can only
+// be events: the upstream's events follow on the same response, and any failure (the wait, the
+// upstream call, a non-stream upstream answer) becomes a final `data: {"error":…}` event.
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Koa from 'koa';
 import { TimeoutError, type Request } from 'got';
 import {
-  type ApiError, invalidUpstreamResponse, missingModel, modelNotFound, upstreamTimeout, upstreamUnreachable,
+  ApiError, invalidUpstreamResponse, logApiError, missingModel, modelNotFound, upstreamTimeout, upstreamUnreachable,
 } from './errors.js';
 import { log } from './log.js';
+import type { RequestMetrics, UpstreamErrorKind } from './metrics.js';
 import { ClientGone, type Lease, type Scheduler } from './scheduler.js';
 
 export interface ProxyOptions {
   readonly upstreamTimeoutMs: number;
+  /** While a streaming request waits for its model, an SSE comment every this many ms; 0: off. */
+  readonly sseKeepaliveMs: number;
+  readonly metrics: RequestMetrics;
 }
+
+/** Status recorded for a request whose client left before it was answered (nginx's convention). */
+const CLIENT_CLOSED = 499;
+
+const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** How a request ended: the status for the metrics and a short note for the log line. */
+interface Outcome {
+  readonly status: number;
+  readonly note: string;
+}
+
+/** One request on its way through: what forward() and its helpers need. */
+interface Call {
+  readonly ctx: Koa.Context;
+  readonly model: string;
+  readonly route: string;
+  readonly stream: boolean;
+  readonly started: number;
+  readonly signal: AbortSignal;
+  readonly metrics: RequestMetrics;
+  /** The 200 and event-stream headers are already sent (the request waited with keepalives). */
+  committed: boolean;
+  firstByteSeen: boolean;
+}
 
 export function inferenceHandler(scheduler: Scheduler, opts: ProxyOptions): Koa.Middleware {
   return async (ctx) => {
@@ -25,68 +59,116 @@ export function inferenceHandler(scheduler: Scheduler, opts: ProxyOptions): Koa.
     const model = isRecord(body) ? body.model : undefined;
     if (typeof model !== 'string') throw missingModel();
     if (!scheduler.has(model)) throw modelNotFound(model);
-    const stream = isRecord(body) && body.stream === true;
     const raw = Buffer.from(ctx.request.rawBody ?? JSON.stringify(body), 'utf8');
-    const started = Date.now();
 
     // The client may leave while waiting or mid-answer; that must stop the wait or the upstream call.
     const client = new AbortController();
     ctx.res.once('close', () => {
       if (!ctx.res.writableFinished) client.abort();
     });
-
-    let lease: Lease;
+    const call: Call = {
+      ctx, model, route: ctx.path, stream: isRecord(body) && body.stream === true, started: Date.now(),
+      signal: client.signal, metrics: opts.metrics, committed: false, firstByteSeen: false,
+    };
+    let status = 500;
     try {
-      lease = await scheduler.acquire(model, client.signal);
+      status = await serve(scheduler, opts, call, raw);
     } catch (err) {
-      if (!(err instanceof ClientGone)) throw err;
-      ctx.respond = false;
-      log.info(`${ctx.method} ${ctx.path} model=${model}: client left after waiting ${Date.now() - started} ms`);
-      return;
-    }
-    const route = `${ctx.method} ${ctx.path} model=${model} stream=${stream} -> ${lease.server.address}`;
-    try {
-      const outcome = await forward(ctx, lease, raw, stream, client.signal, opts.upstreamTimeoutMs);
-      log.info(`${route}: ${outcome} (waited ${lease.waitedMs} ms, ${Date.now() - started} ms total)`);
+      status = err instanceof ApiError ? err.status : 500;
+      throw err;
     } finally {
-      // Only now has the upstream side really ended: the model may be drained.
-      lease.release();
+      opts.metrics.request({ model, route: call.route, status, ms: Date.now() - call.started });
     }
   };
 }
 
-/** Forwards the request and writes the answer; returns a short outcome for the log line. */
-async function forward(
-  ctx: Koa.Context, lease: Lease, body: Buffer, stream: boolean, signal: AbortSignal, timeoutMs: number,
-): Promise<string> {
-  const upstream = lease.server.forward(ctx.path, { body, signal, stream, timeoutMs });
+/** Waits for the model, forwards, answers; returns the status to record. */
+async function serve(scheduler: Scheduler, opts: ProxyOptions, call: Call, raw: Buffer): Promise<number> {
+  const { ctx, model } = call;
+  const waiting = call.stream && opts.sseKeepaliveMs > 0 ? new WaitingStream(call, opts.sseKeepaliveMs) : null;
+  let lease: Lease;
+  try {
+    lease = await scheduler.acquire(model, call.signal);
+  } catch (err) {
+    if (err instanceof ClientGone) {
+      ctx.respond = false;
+      log.info(`${ctx.method} ${ctx.path} model=${model}: client left after waiting ${Date.now() - call.started} ms`);
+      return CLIENT_CLOSED;
+    }
+    if (!call.committed) throw err;
+    return endWithError(call, err instanceof ApiError ? err : new ApiError(500, `internal error: ${String(err)}`, 'server_error'));
+  } finally {
+    waiting?.stop();
+  }
+  const route = `${ctx.method} ${ctx.path} model=${model} stream=${call.stream} -> ${lease.server.address}`;
+  try {
+    const outcome = await forward(call, lease, raw, opts.upstreamTimeoutMs);
+    log.info(`${route}: ${outcome.note} (waited ${lease.waitedMs} ms, ${Date.now() - call.started} ms total)`);
+    return outcome.status;
+  } finally {
+    // Only now has the upstream side really ended: the model may be drained.
+    lease.release();
+  }
+}
+
+/**
+ * The keepalive of a streaming request waiting for its model: every `everyMs` an SSE comment,
+ * the 200 and event-stream headers going out with the first. A wait shorter than `everyMs`
+ * changes nothing.
+ */
+class WaitingStream {
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly call: Call, everyMs: number) {
+    this.timer = setInterval(() => this.tick(), everyMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private tick(): void {
+    const { ctx } = this.call;
+    if (ctx.res.destroyed || ctx.res.writableEnded) return;
+    if (!this.call.committed) {
+      this.call.committed = true;
+      ctx.respond = false;
+      ctx.res.writeHead(200, SSE_HEADERS);
+    }
+    ctx.res.write(`: sglangmux waiting for ${this.call.model}\n\n`);
+  }
+}
+
+/** Forwards the request and writes the answer. */
+async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number): Promise<Outcome> {
+  const { ctx, signal } = call;
+  const upstream = lease.server.forward(ctx.path, { body, signal, stream: call.stream, timeoutMs });
   let response: IncomingMessage;
   try {
     response = await responseOf(upstream);
   } catch (err) {
-    if (signal.aborted) return 'client left before the answer';
-    throw upstreamFailure(err);
+    if (signal.aborted) return { status: CLIENT_CLOSED, note: 'client left before the answer' };
+    return fail(call, upstreamFailure(call, err));
   }
   const status = response.statusCode ?? 502;
   const contentType = String(response.headers['content-type'] ?? '');
 
   if (contentType.startsWith('text/event-stream')) {
-    ctx.respond = false;
-    ctx.res.writeHead(status, {
-      'content-type': contentType,
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-    });
-    ctx.res.flushHeaders();
-    let outcome = `${status} stream`;
-    const onBreak = (err: Error): void => {
+    if (!call.committed) {
+      ctx.respond = false;
+      ctx.res.writeHead(status, { ...SSE_HEADERS, 'content-type': contentType });
+      ctx.res.flushHeaders();
+      call.committed = true;
+    }
+    let outcome: Outcome = { status, note: `${status} stream` };
+    const onBreak = (err: ApiError): void => {
       log.warn(`stream from ${lease.server.spec.name} broke: ${err.message}`);
-      outcome = `${status} stream, upstream broke`;
+      outcome = { status: err.status, note: `${status} stream, upstream broke` };
     };
     try {
-      await pipeline(Readable.from(endWithErrorEvent(upstream, signal, onBreak)), ctx.res);
+      await pipeline(Readable.from(endWithErrorEvent(call, upstream, onBreak)), ctx.res);
     } catch {
-      return `${status} stream, client left`;
+      return { status: CLIENT_CLOSED, note: `${status} stream, client left` };
     }
     return outcome;
   }
@@ -95,18 +177,65 @@ async function forward(
   try {
     raw = await collect(upstream);
   } catch (err) {
-    if (signal.aborted) return 'client left before the answer';
-    throw upstreamFailure(err);
+    if (signal.aborted) return { status: CLIENT_CLOSED, note: 'client left before the answer' };
+    return fail(call, upstreamFailure(call, err));
   }
+  let parsed: unknown;
   try {
-    JSON.parse(raw.toString('utf8'));
+    parsed = JSON.parse(raw.toString('utf8'));
   } catch {
-    throw invalidUpstreamResponse(`status ${status}, ${contentType || 'no content type'}: ${raw.toString('utf8').slice(0, 200)}`);
+    call.metrics.upstreamError({ model: call.model, kind: 'invalid_response' });
+    return fail(call, invalidUpstreamResponse(`status ${status}, ${contentType || 'no content type'}: ${raw.toString('utf8').slice(0, 200)}`));
+  }
+  firstByte(call);
+  if (call.committed) {
+    // The 200 went out while waiting: the answer can only be an event now. An error answer
+    // becomes an error event in the OpenAI shape; anything else is passed as one data event.
+    const event = status === 200 ? raw.toString('utf8') : JSON.stringify(errorEventBody(parsed, status));
+    ctx.res.end(`data: ${event}\n\n`);
+    return { status, note: `${status} JSON, sent as an event after waiting` };
   }
   ctx.status = status;
   ctx.type = 'application/json';
   ctx.body = raw;
-  return String(status);
+  return { status, note: String(status) };
+}
+
+/** An error before the answer began: thrown (answered by the error middleware) unless the
+ * event-stream headers are already out, in which case it becomes the stream's last event. */
+function fail(call: Call, err: ApiError): Outcome {
+  if (!call.committed) throw err;
+  return { status: endWithError(call, err), note: `${err.status} as an error event: ${err.message}` };
+}
+
+function endWithError(call: Call, err: ApiError): number {
+  logApiError(call.ctx.method, call.ctx.path, err);
+  if (!call.ctx.res.destroyed) call.ctx.res.end(`data: ${JSON.stringify(err.toBody())}\n\n`);
+  return err.status;
+}
+
+/** An upstream's non-200 JSON answer in the OpenAI error shape (SGLang's own errors carry
+ * message/type/code at the top level; FastAPI's carry `detail`). */
+function errorEventBody(parsed: unknown, status: number): { error: unknown } {
+  if (isRecord(parsed) && isRecord(parsed.error)) return { error: parsed.error };
+  const r = isRecord(parsed) ? parsed : {};
+  const message = typeof r.message === 'string' ? r.message
+    : typeof r.detail === 'string' ? r.detail
+      : JSON.stringify(parsed);
+  return {
+    error: {
+      message,
+      type: typeof r.type === 'string' ? r.type : 'upstream_error',
+      param: typeof r.param === 'string' ? r.param : null,
+      code: typeof r.code === 'string' || typeof r.code === 'number' ? r.code : status,
+    },
+  };
+}
+
+function firstByte(call: Call): void {
+  if (call.firstByteSeen) return;
+  call.firstByteSeen = true;
+  call.metrics.firstByte({ model: call.model, route: call.route, ms: Date.now() - call.started });
 }
 
 /**
@@ -115,13 +244,16 @@ async function forward(
  * itself reports errors once the status is sent, instead of a silently truncated stream.
  */
 async function* endWithErrorEvent(
-  upstream: Request, signal: AbortSignal, onBreak: (err: Error) => void,
+  call: Call, upstream: Request, onBreak: (err: ApiError) => void,
 ): AsyncGenerator<Buffer> {
   try {
-    for await (const chunk of upstream) yield chunk as Buffer;
+    for await (const chunk of upstream) {
+      firstByte(call);
+      yield chunk as Buffer;
+    }
   } catch (err) {
-    if (signal.aborted) throw err;
-    const failure = upstreamFailure(err) as ApiError;
+    if (call.signal.aborted) throw err;
+    const failure = upstreamFailure(call, err, 'stream_broken');
     onBreak(failure);
     yield Buffer.from(`data: ${JSON.stringify(failure.toBody())}\n\n`);
   }
@@ -140,8 +272,11 @@ async function collect(upstream: Request): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function upstreamFailure(err: unknown): ApiError {
-  if (err instanceof TimeoutError) return upstreamTimeout();
+/** The client-facing error for an upstream failure, counted in the metrics. */
+function upstreamFailure(call: Call, err: unknown, otherKind: UpstreamErrorKind = 'unreachable'): ApiError {
+  const timedOut = err instanceof TimeoutError;
+  call.metrics.upstreamError({ model: call.model, kind: timedOut ? 'timeout' : otherKind });
+  if (timedOut) return upstreamTimeout();
   const e = err as NodeJS.ErrnoException;
   return upstreamUnreachable(e.code ? `${e.code} ${e.message}` : String(e.message ?? err));
 }

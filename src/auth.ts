@@ -1,0 +1,79 @@
+// Who may call what: the API key for inference routes, the admin key (or a loopback-only
+// listener) for the control API and metrics, and CORS for browser clients. Keys are compared in
+// constant time through their SHA-256 digests, so neither the contents nor the length leak, and
+// they never appear in a log line or an error message.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+import type Koa from 'koa';
+import { controlForbidden, invalidApiKey } from './errors.js';
+
+const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+function bearerToken(ctx: Koa.Context): string | null {
+  const header = ctx.get('authorization');
+  const match = /^Bearer[ \t]+(.+)$/i.exec(header.trim());
+  return match ? match[1]!.trim() : null;
+}
+
+/** A middleware that lets through only requests carrying `key` as a bearer token; null lets
+ * everything through. */
+export function requireKey(key: string | null, which: 'API key' | 'admin API key'): Koa.Middleware {
+  if (key === null) return (_ctx, next) => next();
+  const want = digest(key);
+  return (ctx, next) => {
+    const token = bearerToken(ctx);
+    if (token === null || !timingSafeEqual(digest(token), want)) {
+      ctx.set('WWW-Authenticate', 'Bearer');
+      throw invalidApiKey(which, token === null);
+    }
+    return next();
+  };
+}
+
+/** True for 127.0.0.0/8, ::1, IPv4-mapped 127.x and `localhost`. */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  let a = address.trim().toLowerCase();
+  if (a.startsWith('[') && a.endsWith(']')) a = a.slice(1, -1);
+  if (a === 'localhost') return true;
+  if (a.startsWith('::ffff:')) a = a.slice('::ffff:'.length);
+  if (isIP(a) === 4) return a.startsWith('127.');
+  if (isIP(a) === 6) return a === '::1' || a === '0:0:0:0:0:0:0:1';
+  return false;
+}
+
+/**
+ * Guards the control API (and /metrics): with an admin key, the key is required; without one,
+ * only a daemon listening on a loopback address answers, and only to loopback peers.
+ */
+export function requireAdmin(adminKey: string | null, listenHost: string): Koa.Middleware {
+  if (adminKey !== null) return requireKey(adminKey, 'admin API key');
+  const loopbackListener = isLoopback(listenHost);
+  return (ctx, next) => {
+    if (!loopbackListener) throw controlForbidden(`sglangmux listens on ${listenHost}, not on a loopback address`);
+    if (!isLoopback(ctx.req.socket.remoteAddress)) throw controlForbidden('only loopback clients may use it without an admin key');
+    return next();
+  };
+}
+
+/** CORS for the given origins (`*` for any): headers on every answer to a matching Origin, and
+ * preflight OPTIONS answered 204 before any authentication (browsers send no credentials then). */
+export function cors(origins: readonly string[]): Koa.Middleware {
+  const any = origins.includes('*');
+  return async (ctx, next) => {
+    const origin = ctx.get('origin');
+    const allowed = origin !== '' && (any || origins.includes(origin));
+    ctx.vary('Origin');
+    if (!allowed) return next();
+    ctx.set('Access-Control-Allow-Origin', any ? '*' : origin);
+    if (ctx.method === 'OPTIONS' && ctx.get('access-control-request-method')) {
+      ctx.set('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+      ctx.set('Access-Control-Allow-Headers', ctx.get('access-control-request-headers') || 'authorization, content-type');
+      ctx.set('Access-Control-Max-Age', '600');
+      ctx.status = 204;
+      return;
+    }
+    await next();
+  };
+}

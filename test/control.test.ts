@@ -1,0 +1,281 @@
+// The control API: model details, wake, sleep and restart (checked through /health and the
+// simulators' ledger), the SSE log tail (existing lines, a new line produced by a request,
+// truncation, disconnect), and who may use it: loopback-only without an admin key, never on
+// --host 0.0.0.0 without one, the admin key right, wrong or missing.
+import assert from 'node:assert/strict';
+import { appendFileSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { isLoopback } from '../src/auth.js';
+import { Daemon } from './support/daemon.js';
+import { crashes, expectedReply } from './support/sim.js';
+
+interface Detail {
+  id: string;
+  state: string;
+  port: number;
+  pid: number | null;
+  last_error: string | null;
+  script: string;
+  stdout_log: string;
+  stderr_log: string;
+  awake_secs: number | null;
+  in_flight: number;
+  waiting: number;
+  oldest_wait_ms: number | null;
+  memory_saver: boolean;
+  cpu_backup: boolean;
+  failures: number;
+}
+
+const DETAIL_KEYS = [
+  'awake_secs', 'cpu_backup', 'failures', 'id', 'in_flight', 'last_error', 'memory_saver', 'oldest_wait_ms',
+  'pid', 'port', 'script', 'state', 'stderr_log', 'stdout_log', 'waiting',
+];
+
+async function json<T>(res: Response, status = 200): Promise<T> {
+  const text = await res.text();
+  assert.equal(res.status, status, text);
+  return JSON.parse(text) as T;
+}
+
+async function assertError(res: Response, status: number, code: string, message?: RegExp): Promise<void> {
+  const body = await json<{ error: { message: string; type: string; param: unknown; code: unknown } }>(res, status);
+  assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
+  assert.equal(body.error.code, code);
+  if (message) assert.match(body.error.message, message);
+}
+
+const control = (d: Daemon, path: string, init: RequestInit = {}): Promise<Response> =>
+  fetch(`${d.url}/admin/models${path}`, init);
+const act = (d: Daemon, id: string, action: string, headers: Record<string, string> = {}): Promise<Response> =>
+  control(d, `/${id}/${action}`, { method: 'POST', headers });
+
+/** An open SSE log stream: its data events as they come. */
+class LogStream {
+  readonly events: string[] = [];
+  private buffer = '';
+  private waiters: (() => void)[] = [];
+  private readonly abort = new AbortController();
+  ended = false;
+
+  static async open(d: Daemon, id: string, query: string): Promise<LogStream> {
+    const s = new LogStream();
+    const res = await fetch(`${d.url}/admin/models/${id}/logs${query}`, { signal: s.abort.signal });
+    assert.equal(res.status, 200, await (res.status === 200 ? '' : res.text()));
+    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+    void s.pump(res.body!.getReader());
+    return s;
+  }
+
+  private async pump(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        this.buffer += decoder.decode(value, { stream: true });
+        let cut: number;
+        while ((cut = this.buffer.indexOf('\n\n')) >= 0) {
+          const event = this.buffer.slice(0, cut);
+          this.buffer = this.buffer.slice(cut + 2);
+          if (event.startsWith('data: ')) this.events.push(event.slice('data: '.length));
+        }
+        this.wake();
+      }
+    } catch {
+      // aborted
+    }
+    this.ended = true;
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves with the index of the first event from `from` on matching `re`. */
+  async waitFor(re: RegExp, from = 0, timeoutMs = 15_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.events.findIndex((e, k) => k >= from && re.test(e));
+      if (i >= 0) return i;
+      if (this.ended) throw new Error(`log stream ended without ${re}; events:\n${this.events.join('\n')}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no log event matching ${re}; events:\n${this.events.join('\n')}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  close(): void {
+    this.abort.abort();
+  }
+}
+
+test('isLoopback: 127.0.0.0/8, ::1, mapped IPv4 and localhost; nothing else', () => {
+  for (const a of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST', '0:0:0:0:0:0:0:1']) {
+    assert.ok(isLoopback(a), a);
+  }
+  for (const a of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.2', '::ffff:10.0.0.1', 'example.com', '128.0.0.1', '', undefined]) {
+    assert.ok(!isLoopback(a), String(a));
+  }
+});
+
+describe('control API on a loopback listener without an admin key', () => {
+  let d: Daemon;
+  before(async () => {
+    d = await Daemon.start({ models: [{ name: 'a' }, { name: 'org/b' }], args: ['--min-active-secs', '0'] });
+  });
+  after(async () => {
+    await d.stop();
+    d.cleanup();
+  });
+
+  test('GET /admin/models and /admin/models/{id}: state, port, pid, errors, log paths, time awake', async () => {
+    const { object, data } = await json<{ object: string; data: Detail[] }>(await control(d, ''));
+    assert.equal(object, 'list');
+    assert.deepEqual(data.map((m) => m.id), ['a', 'org/b']);
+    for (const m of data) {
+      assert.deepEqual(Object.keys(m).sort(), DETAIL_KEYS);
+      const info = d.models.find((x) => x.name === m.id)!;
+      assert.equal(m.port, info.port);
+      assert.equal(m.script, info.script);
+      assert.equal(typeof m.pid, 'number');
+      assert.match(m.stdout_log, /\.stdout\.log$/);
+      assert.match(m.stderr_log, /\.stderr\.log$/);
+      assert.equal(m.memory_saver, true);
+      assert.equal(m.last_error, null);
+    }
+    const b = await json<Detail>(await control(d, '/org/b'));
+    assert.equal(b.state, 'awake');
+    assert.equal(typeof b.awake_secs, 'number');
+    const a = await json<Detail>(await control(d, '/a'));
+    assert.equal(a.state, 'asleep');
+    assert.equal(a.awake_secs, null);
+    await assertError(await control(d, '/nope'), 404, 'model_not_found', /model not found: nope/);
+  });
+
+  test('wake, sleep, restart: each answers when done, and /health shows it', async () => {
+    const woken = await json<Detail>(await act(d, 'a', 'wake'));
+    assert.equal(woken.id, 'a');
+    assert.equal(woken.state, 'awake');
+    let h = await d.health();
+    assert.equal(h.active_model, 'a');
+    assert.equal(d.state(h, 'org/b'), 'asleep');
+
+    const slept = await json<Detail>(await act(d, 'a', 'sleep'));
+    assert.equal(slept.state, 'asleep');
+    h = await d.health();
+    assert.equal(h.active_model, null);
+    assert.equal(d.state(h, 'a'), 'asleep');
+    // Sleeping a model that is not awake changes nothing.
+    assert.equal((await json<Detail>(await act(d, 'org/b', 'sleep'))).state, 'asleep');
+
+    const before = (await json<Detail>(await control(d, '/org/b'))).pid;
+    const starts = d.ledger().filter((e) => e.event === 'start' && e.model === 'org/b').length;
+    const restarted = await json<Detail>(await act(d, 'org/b', 'restart'));
+    assert.equal(restarted.state, 'awake');
+    assert.notEqual(restarted.pid, before);
+    assert.equal(d.ledger().filter((e) => e.event === 'start' && e.model === 'org/b').length, starts + 1);
+    h = await d.health();
+    assert.equal(h.active_model, 'org/b');
+    // And it serves.
+    const { status, body } = await d.chat('org/b', 3);
+    assert.equal(status, 200);
+    assert.equal(body.choices?.[0]?.message?.content, expectedReply('org/b', 3));
+    assert.deepEqual(crashes(d.ledger()), []);
+  });
+
+  test('unknown actions and models', async () => {
+    await assertError(await act(d, 'a', 'explode'), 404, 'not_found', /no route for POST \/admin\/models\/a\/explode/);
+    await assertError(await act(d, 'nope', 'wake'), 404, 'model_not_found');
+    await assertError(await control(d, '/org/b/logs?stream=both'), 400, 'invalid_request', /stream/);
+    await assertError(await control(d, '/org/b/logs?tail=-1'), 400, 'invalid_request', /tail/);
+  });
+
+  test('log stream: the last N lines, then a line a request produces, survives truncation, stops on disconnect', async () => {
+    const { stdout_log: path } = await json<Detail>(await control(d, '/org/b'));
+    const existing = readFileSync(path, 'utf8').split('\n').filter((l) => l !== '');
+    assert.ok(existing.length > 3);
+    const stream = await LogStream.open(d, 'org/b', '?stream=stdout&tail=3');
+    // The existing last lines come first, exactly.
+    await stream.waitFor(/./);
+    assert.deepEqual(stream.events.slice(0, 3), existing.slice(-3));
+
+    // A request: the simulator logs it (uvicorn access line), and the line arrives.
+    const n = stream.events.length;
+    assert.equal((await d.chat('org/b', 2)).status, 200);
+    await stream.waitFor(/"POST \/v1\/chat\/completions HTTP\/1\.1" 200/, n);
+
+    // Truncated (like copytruncate rotation): new lines are still delivered.
+    truncateSync(path, 0);
+    const m = stream.events.length;
+    assert.equal((await d.post('/v1/completions', { model: 'org/b', prompt: 'x', max_tokens: 1 })).status, 200);
+    await stream.waitFor(/"POST \/v1\/completions HTTP\/1\.1" 200/, m);
+
+    const closed = d.waitLog(/log stream of org\/b closed/);
+    stream.close();
+    await closed;
+  });
+
+  test('the stderr log by default; tail=0 sends only new lines; a rotated file is followed', async () => {
+    const { stderr_log: path } = await json<Detail>(await control(d, '/a'));
+    appendFileSync(path, 'an old line\n');
+    const stream = await LogStream.open(d, 'a', '?tail=0');
+    appendFileSync(path, 'a new line\n');
+    await stream.waitFor(/^a new line$/);
+    // Rotation: the file is renamed away and a new one takes its path.
+    renameSync(path, `${path}.1`);
+    writeFileSync(path, 'first line of the new file\n');
+    await stream.waitFor(/^first line of the new file$/);
+    assert.deepEqual(stream.events, ['a new line', 'first line of the new file']);
+    const closed = d.waitLog(/log stream of a closed/);
+    stream.close();
+    await closed;
+  });
+});
+
+describe('control API on --host 0.0.0.0', () => {
+  test('without an admin key: 403 saying to set --admin-api-key, inference still works', async () => {
+    const d = await Daemon.start({ models: [{ name: 'm' }], args: ['--host', '0.0.0.0'] });
+    try {
+      for (const res of [await control(d, ''), await act(d, 'm', 'wake'), await control(d, '/m/logs'), await fetch(`${d.url}/metrics`)]) {
+        await assertError(res, 403, 'forbidden', /--admin-api-key/);
+      }
+      const { status, body } = await d.chat('m', 2);
+      assert.equal(status, 200);
+      assert.equal(body.choices?.[0]?.message?.content, expectedReply('m', 2));
+      assert.equal((await d.health()).status, 'ok');
+    } finally {
+      await d.stop();
+      d.cleanup();
+    }
+  });
+
+  test('with an admin key: right -> 200, wrong or missing -> 401', async () => {
+    const key = 'sk-ctl-5c2e8a0f4d';
+    const d = await Daemon.start({ models: [{ name: 'm' }], args: ['--host', '0.0.0.0'], env: { SGLANGMUX_ADMIN_API_KEY: key } });
+    try {
+      for (const headers of [{}, { authorization: 'Bearer sk-wrong' }] as Record<string, string>[]) {
+        await assertError(await control(d, '', { headers }), 401, 'invalid_api_key');
+        await assertError(await act(d, 'm', 'sleep', headers), 401, 'invalid_api_key');
+      }
+      assert.equal(d.state(await d.health(), 'm'), 'awake'); // the refused sleep did nothing
+      const list = await json<{ data: Detail[] }>(await control(d, '', { headers: { authorization: `Bearer ${key}` } }));
+      assert.equal(list.data[0]?.id, 'm');
+      assert.equal((await json<Detail>(await act(d, 'm', 'sleep', { authorization: `Bearer ${key}` }))).state, 'asleep');
+      assert.equal(d.state(await d.health(), 'm'), 'asleep');
+      assert.ok(!d.output.includes(key));
+    } finally {
+      await d.stop();
+      d.cleanup();
+    }
+  });
+});
