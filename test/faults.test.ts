@@ -3,7 +3,7 @@
 // and the faulty one recoverable, and no simulator hazard.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { Daemon, sseData, type ModelDef } from './support/daemon.js';
+import { Daemon, pidGone, sseData, type ModelDef } from './support/daemon.js';
 import { crashes, expectedReply, type LedgerEvent } from './support/sim.js';
 
 const daemons: Daemon[] = [];
@@ -19,15 +19,6 @@ async function start(models: ModelDef[], args: string[] = []): Promise<Daemon> {
   daemons.push(d);
   return d;
 }
-
-const pidAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 function serverPid(ev: LedgerEvent[], model: string): number {
   const listening = ev.filter((e) => e.event === 'listening' && e.model === model).at(-1);
@@ -85,7 +76,7 @@ describe('faults', () => {
     assert.equal(r.status, 503);
     assert.match(r.body.error?.message ?? '', /^model not ready: /);
     await d.waitHealth((h) => d.state(h, 'b') === 'failed', 'b failed after its wake timed out');
-    assert.equal(pidAlive(hungPid), false, 'the hung server was stopped');
+    assert.ok(pidGone(hungPid), 'the hung server was stopped');
     assert.equal((await d.chat('a', 2)).body.choices?.[0]?.message?.content, expectedReply('a', 2));
     // The next request starts b afresh (a cold start does not resume, so it cannot hang).
     assert.equal((await d.chat('b', 2)).body.choices?.[0]?.message?.content, expectedReply('b', 2));
@@ -115,7 +106,7 @@ describe('faults', () => {
       const exitB = ev.findIndex((e) => e.event === 'exit' && e.model === 'b');
       const resumeA = ev.findIndex((e) => e.event === 'resume' && e.model === 'a');
       assert.ok(exitB >= 0 && resumeA > exitB, 'b exited before a resumed');
-      assert.equal(pidAlive(bPid), false);
+      assert.ok(pidGone(bPid));
       assert.equal((await d.chat('b', 2)).body.choices?.[0]?.message?.content, expectedReply('b', 2));
       const all = d.ledger();
       assert.deepEqual(crashes(all), []);

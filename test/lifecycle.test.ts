@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { Daemon, freePort, launchScript } from './support/daemon.js';
+import { Daemon, pidGone, freePort, launchScript } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 const daemons: Daemon[] = [];
@@ -14,15 +14,6 @@ after(async () => {
     d.cleanup();
   }
 });
-
-const pidAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const serverPids = (d: Daemon, model: string): number[] =>
   d.ledger().filter((e) => e.event === 'listening' && e.model === model).map((e) => e.pid);
@@ -75,7 +66,7 @@ describe('SIGHUP reload', () => {
     d.proc.kill('SIGHUP');
     await d.waitLog(/configuration reloaded: added none; removed a; changed none/);
     await d.waitLog(/model a: retired/);
-    assert.equal(pidAlive(aPid!), false);
+    assert.ok(pidGone(aPid!));
     const gone = await d.chat('a', 1);
     assert.equal(gone.status, 404);
     assert.equal(gone.body.error?.code, 'model_not_found');
@@ -86,7 +77,7 @@ describe('SIGHUP reload', () => {
     d.proc.kill('SIGHUP');
     await d.waitLog(/configuration reloaded: added none; removed none; changed b/);
     assert.equal((await d.chat('b', 2)).body.choices?.[0]?.message?.content, expectedReply('b', 2));
-    assert.equal(pidAlive(bPid!), false, 'the old b server was stopped');
+    assert.ok(pidGone(bPid!), 'the old b server was stopped');
     assert.equal(serverPids(d, 'b').length, 2, 'b was started again');
 
     // Broken: a script without a port is rejected whole; the old configuration keeps serving.

@@ -9,18 +9,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Daemon, freePort, type Health, type ModelDef } from './support/daemon.js';
+import { Daemon, freePort, pidGone as gone, type Health, type ModelDef } from './support/daemon.js';
 import { crashes, expectedReply, type LedgerEvent } from './support/sim.js';
-
-/** True when no process has that pid any more (`kill(pid, 0)` fails with ESRCH). */
-function gone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
 
 /** Pids of the launch scripts, from the daemon's `model X: starting <script> (pid N, port P)` lines. */
 function scriptPids(d: Daemon): Map<string, number[]> {

@@ -20,6 +20,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** True when no process has that pid any more (`kill(pid, 0)` fails with ESRCH). */
+export function pidGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 export interface ModelDef {
   readonly name: string;
   readonly memorySaver?: boolean; // default true
