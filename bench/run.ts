@@ -19,12 +19,14 @@ const SCENARIOS = ['startup', 'switching', 'nonstream', 'stream'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const USAGE = `usage: node --import tsx bench/run.ts [--smoke] [--out DIR] [--bundle PATH] [--only LIST]
-                                    [--cpu-prof-dir DIR] [--keep]
+                                    [--reps N] [--node-arg ARG]... [--cpu-prof-dir DIR] [--keep]
   --smoke          tiny counts (< 60 s); writes to a temp dir unless --out is given
   --out DIR        where RESULTS.md, latency.svg and results.json go (default: bench/ for a full run)
   --bundle PATH    the sglangmux bundle to measure (default: $SGLANGMUX_BENCH_BUNDLE,
                    $SGLANGMUX_TEST_BUNDLE, or dist/sglangmux.mjs)
   --only LIST      comma-separated subset of ${SCENARIOS.join(',')}
+  --reps N         repetitions of the load and switching scenarios (default 5, 3, 3)
+  --node-arg ARG   a node flag for the daemon (repeatable), e.g. --node-arg=--max-semi-space-size=4
   --cpu-prof-dir D run the daemon with node --cpu-prof, profiles written to D
   --keep           keep the work dir (daemon logs, ledgers, nginx config)
 Exit codes: 0 done, 2 usage, 3 nginx not found, 1 anything else.`;
@@ -57,6 +59,8 @@ async function main(): Promise<void> {
         bundle: { type: 'string' },
         only: { type: 'string' },
         'cpu-prof-dir': { type: 'string' },
+        reps: { type: 'string' },
+        'node-arg': { type: 'string', multiple: true },
         keep: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -70,7 +74,20 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const config: BenchConfig = opts.smoke ? SMOKE : FULL;
+  let config: BenchConfig = opts.smoke ? SMOKE : FULL;
+  if (opts.reps !== undefined) {
+    const reps = Number(opts.reps);
+    if (!Number.isInteger(reps) || reps < 1) {
+      process.stderr.write(`--reps must be a positive integer\n${USAGE}\n`);
+      process.exit(2);
+    }
+    config = {
+      ...config,
+      nonStream: { ...config.nonStream, reps },
+      stream: { ...config.stream, reps },
+      switching: { ...config.switching, reps },
+    };
+  }
   const only = (opts.only ?? SCENARIOS.join(',')).split(',').map((s) => s.trim()) as Scenario[];
   for (const s of only) {
     if (!SCENARIOS.includes(s)) {
@@ -101,7 +118,7 @@ async function main(): Promise<void> {
   const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
   const ctx: Context = {
     config, bundle, nginxBin, dir: work,
-    daemonNodeArgs: profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
+    daemonNodeArgs: [...(opts['node-arg'] ?? []), ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
     figures: new Figures(), samples: {}, notes: [], cpuTables: {},
     progress: (line) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`),
   };
@@ -128,6 +145,7 @@ async function main(): Promise<void> {
     command: opts.smoke ? 'npm run bench:smoke' : 'npm run bench',
     bundle: opts.bundle || process.env['SGLANGMUX_BENCH_BUNDLE'] || process.env['SGLANGMUX_TEST_BUNDLE'] ? 'an override bundle' : 'dist/sglangmux.mjs',
   };
+  if ((opts['node-arg'] ?? []).length > 0) meta.dirty = [meta.dirty, `daemon run with node ${opts['node-arg']!.join(' ')}`].filter(Boolean).join('; ');
   if (meta.bundle !== 'dist/sglangmux.mjs') meta.dirty = [meta.dirty, 'measured with an override bundle, not this commit\'s'].filter(Boolean).join('; ');
 
   // The Findings section of an earlier RESULTS.md in the same place is hand-written: keep it.

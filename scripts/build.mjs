@@ -30,6 +30,12 @@ await build({
   outfile: 'dist/sglang-sim.mjs',
 });
 
+await build({
+  ...common,
+  entryPoints: ['src/simulator/nvidia-smi.ts'],
+  outfile: 'dist/sim-nvidia-smi.mjs',
+});
+
 // Third-party licences of what the daemon bundle contains, written beside it as
 // dist/THIRD_PARTY_LICENSES.txt (the Python wheel ships both). A second pass over the daemon's
 // entry point, not written to disk, gives esbuild's metafile: exactly the files in the bundle.

@@ -6,6 +6,7 @@
 import { ApiError, modelNotReady } from './errors.js';
 import type { ModelSpec } from './launch-script.js';
 import { log } from './log.js';
+import { GpuMemory } from './gpu-memory.js';
 import { ModelProcess, describeExit, type ExitInfo } from './model-process.js';
 import { ModelServer } from './model-server.js';
 
@@ -91,6 +92,8 @@ export class ClientGone extends Error {
 
 interface Waiter {
   readonly since: number;
+  /** False for a preload: being woken for nobody's request does not earn an active window. */
+  readonly counts: boolean;
   /** The queue it waits in (moves to the new slot when its model's script changes). */
   queue: Waiter[];
   admit(lease: Lease): void;
@@ -100,6 +103,8 @@ interface Waiter {
 const READY_POLL_MS = 25;
 const IDLE_POLL_MS = 50;
 const MAX_BACKOFF_MS = 30_000;
+/** Awake this long without a crash, a model is no longer in a crash loop. */
+const STABLE_MS = 60_000;
 
 /** A model that failed n times in a row waits before its next start: none after the first failure
  * (a crash is restarted by the next request), then 1 s, 2 s, 4 s … up to 30 s. */
@@ -121,8 +126,10 @@ class Slot {
   retryAt = 0;
   /** When the model last became awake. */
   awakeSince = 0;
-  /** When its last request ended or was admitted (for idle sleep). */
+  /** When it woke, or its last request was admitted or ended (for idle sleep). */
   lastUsed = 0;
+  /** A request (not a preload) was admitted since it woke: its active window protects someone. */
+  servedSinceWake = false;
   modelPath: string | null;
   readonly server: ModelServer;
   readonly process: ModelProcess;
@@ -155,6 +162,7 @@ export class Scheduler {
   /** Models removed or replaced by a reload whose processes are not stopped yet. */
   private readonly retiring = new Set<Slot>();
   private readonly observer: SchedulerObserver;
+  private readonly gpu = new GpuMemory();
 
   constructor(specs: readonly ModelSpec[], private readonly opts: SchedulerOptions) {
     this.observer = opts.observer ?? NO_OBSERVER;
@@ -209,7 +217,7 @@ export class Scheduler {
 
   /** Wakes `model` through the same queue and policy as a request. */
   async preload(model: string, signal: AbortSignal): Promise<void> {
-    (await this.acquire(model, signal)).release();
+    (await this.acquire(model, signal, false)).release();
   }
 
   /** Puts `model` to sleep if it is the awake one (draining it first); otherwise nothing. */
@@ -227,7 +235,9 @@ export class Scheduler {
         this.setState(slot, 'draining');
         await this.until(() => slot.inflight === 0);
       }
+      const memoryBefore = await this.gpu.used();
       await this.stopModel(slot, 'stopped');
+      await this.gpu.waitBelow(memoryBefore, this.opts.switchTimeoutMs, `${model} was stopped`);
       if (this.active === slot) this.active = null;
       slot.failures = 0;
       slot.retryAt = 0;
@@ -301,7 +311,7 @@ export class Scheduler {
    * Resolves once `model` is awake and this request is counted in flight on it. Counting happens
    * in the same tick as the check, so no switch can drain the model between them.
    */
-  acquire(model: string, signal: AbortSignal): Promise<Lease> {
+  acquire(model: string, signal: AbortSignal, counts = true): Promise<Lease> {
     const slot = this.slots.get(model);
     if (!slot) return Promise.reject(new Error(`unknown model ${model}`));
     if (this.closing) return Promise.reject(modelNotReady('sglangmux is shutting down'));
@@ -312,7 +322,7 @@ export class Scheduler {
       return Promise.reject(modelNotReady(`${slot.lastError}; failed ${slot.failures} times in a row, next start in ${secs} s`));
     }
     if (slot === this.active && slot.state === 'awake' && this.bootQueue.length === 0) {
-      return Promise.resolve(this.lease(slot, since));
+      return Promise.resolve(this.lease(slot, since, counts));
     }
     return new Promise<Lease>((resolve, reject) => {
       const leave = (): void => {
@@ -324,6 +334,7 @@ export class Scheduler {
       };
       const waiter: Waiter = {
         since,
+        counts,
         queue: slot.waiters,
         admit: (lease) => {
           leave();
@@ -380,9 +391,10 @@ export class Scheduler {
     log.info(`model ${slot.name}: retired (${slot.spec.script})`);
   }
 
-  private lease(slot: Slot, since: number): Lease {
+  private lease(slot: Slot, since: number, counts: boolean): Lease {
     slot.inflight++;
     slot.lastUsed = Date.now();
+    if (counts) slot.servedSinceWake = true;
     let released = false;
     return {
       server: slot.server,
@@ -417,7 +429,7 @@ export class Scheduler {
 
   private admitWaiters(slot: Slot): void {
     // Admitted waiters are counted in flight before the next switch may begin.
-    for (const waiter of [...slot.waiters]) waiter.admit(this.lease(slot, waiter.since));
+    for (const waiter of [...slot.waiters]) waiter.admit(this.lease(slot, waiter.since, waiter.counts));
   }
 
   private failWaiters(slot: Slot, err: ApiError): void {
@@ -471,7 +483,9 @@ export class Scheduler {
       const boot = this.bootQueue[0];
       if (boot) {
         await this.bootOne(boot);
-        this.bootQueue.shift();
+        // By identity: a reload meanwhile may have removed it from the queue already.
+        const i = this.bootQueue.indexOf(boot);
+        if (i >= 0) this.bootQueue.splice(i, 1);
         if (this.bootQueue.length === 0) {
           log.info(`bootstrap done: ${this.started} of ${this.slots.size} models started; awake: ${this.active?.name ?? 'none'}`);
           this.bootFinished(this.started > 0);
@@ -525,7 +539,7 @@ export class Scheduler {
    * window (see docs/scheduling.md); at once if it has served nothing since it woke (woken at
    * bootstrap or by a preload, nobody is using it). */
   private yieldTime(active: Slot): number {
-    if (active.lastUsed < active.awakeSince) return 0;
+    if (!active.servedSinceWake) return 0;
     return active.awakeSince + this.opts.minActiveMs;
   }
 
@@ -576,6 +590,7 @@ export class Scheduler {
     }
     this.observer.phase({ model: from.name, phase: 'drain', ok: true, ms: Date.now() - drainStarted });
     const started = Date.now();
+    const memoryBefore = await this.gpu.used();
     let released = false;
     if (from.process.running && from.spec.memorySaver && (await this.confirmIdle(from))) {
       this.setState(from, 'sleeping');
@@ -586,6 +601,8 @@ export class Scheduler {
         log.warn(`model ${from.name}: release failed (${message(err)}); stopping its process instead`);
       }
     }
+    // An activation that ended in a normal sleep clears the crash-loop count.
+    if (released || (!from.spec.memorySaver && from.state === 'stopped')) from.failures = 0;
     if (released) {
       this.setState(from, 'asleep');
       log.info(`model ${from.name}: asleep (released in ${Date.now() - started} ms)`);
@@ -593,6 +610,8 @@ export class Scheduler {
       await this.stopModel(from, 'stopped');
       if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
     }
+    // The driver may give the memory back after the release answered: wait for it (hazard 4).
+    await this.gpu.waitBelow(memoryBefore, this.opts.switchTimeoutMs, `${from.name} went to sleep`);
     this.observer.phase({ model: from.name, phase: 'sleep', ok: released || !from.spec.memorySaver, ms: Date.now() - started });
     this.active = null;
     return true;
@@ -647,8 +666,9 @@ export class Scheduler {
       }
       this.setState(slot, 'awake');
       slot.awakeSince = Date.now();
+      slot.lastUsed = slot.awakeSince;
+      slot.servedSinceWake = false;
       slot.lastError = null;
-      slot.failures = 0;
       this.observer.phase({ model: slot.name, phase, ok: true, ms: Date.now() - started });
       return true;
     } catch (err) {
@@ -702,6 +722,10 @@ export class Scheduler {
     const reason = `${slot.name} ${describeExit(info)} (see ${slot.process.stderrLog})`;
     log.error(`model ${slot.name}: process ${describeExit(info)}; its stderr is in ${slot.process.stderrLog}`);
     slot.lastError = reason;
+    // A crash after a long healthy run starts a new count; a crash soon after each start adds up.
+    if ((slot.state === 'awake' || slot.state === 'draining') && Date.now() - slot.awakeSince >= STABLE_MS) {
+      slot.failures = 0;
+    }
     this.setState(slot, 'failed');
     this.countFailure(slot);
     if (this.active === slot) this.active = null;

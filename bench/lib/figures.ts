@@ -57,13 +57,15 @@ export function expectedFigureIds(): string[] {
     for (const stat of ['p50', 'p99', 'rps']) {
       for (const p of PATHS) ids.push(`ns.${c}.${stat}.${p}`);
       ids.push(`ns.${c}.${stat}.mux_vs_direct`, `ns.${c}.${stat}.mux_vs_nginx`, `ns.${c}.${stat}.nginx_vs_direct`);
+      if (stat !== 'rps') ids.push(`ns.${c}.${stat}.mux_ratio_direct`, `ns.${c}.${stat}.mux_ratio_nginx`);
     }
     ids.push(`ns.${c}.errors`, `ns.${c}.cpu_per_req.sglangmux`, `ns.${c}.cpu_per_req.nginx`, `ns.${c}.cpu_per_req.simulator`);
   }
   ids.push('ns.cN.cpu.sglangmux', 'ns.cN.cpu.nginx', 'ns.cN.cpu.simulator', 'ns.cN.cpu.generator', 'ns.cN.cpu.machine');
   for (const stat of ['ttfb.p50', 'ttfb.p99', 'gap.p50', 'gap.p99']) {
     for (const p of PATHS) ids.push(`st.${stat}.${p}`);
-    ids.push(`st.${stat}.mux_vs_direct`, `st.${stat}.mux_vs_nginx`, `st.${stat}.nginx_vs_direct`);
+    ids.push(`st.${stat}.mux_vs_direct`, `st.${stat}.mux_vs_nginx`, `st.${stat}.nginx_vs_direct`,
+      `st.${stat}.mux_ratio_direct`, `st.${stat}.mux_ratio_nginx`);
   }
   for (const p of PATHS) ids.push(`st.events.${p}`, `st.shared.${p}`, `st.loop_p99.${p}`);
   ids.push('st.errors', 'st.cpu.sglangmux', 'st.cpu.nginx', 'st.cpu.simulator', 'st.cpu.generator', 'st.cpu.machine',

@@ -104,6 +104,11 @@ function addComparison(
   ctx.figures.add(`${id}.mux_vs_direct`, `${label}, sglangmux ${word} vs direct`, relUnit, rel('sglangmux', 'direct'), targets.mux_vs_direct);
   ctx.figures.add(`${id}.mux_vs_nginx`, `${label}, sglangmux ${word} vs nginx`, relUnit, rel('sglangmux', 'nginx'), targets.mux_vs_nginx);
   ctx.figures.add(`${id}.nginx_vs_direct`, `${label}, nginx ${word} vs direct`, relUnit, rel('nginx', 'direct'));
+  if (kind === 'difference') {
+    const ratio = (a: PathName, b: PathName): number[] => perRep.map((r) => r[a] / r[b]);
+    ctx.figures.add(`${id}.mux_ratio_direct`, `${label}, sglangmux ÷ direct`, '×', ratio('sglangmux', 'direct'));
+    ctx.figures.add(`${id}.mux_ratio_nginx`, `${label}, sglangmux ÷ nginx`, '×', ratio('sglangmux', 'nginx'));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -88,29 +88,44 @@ export class Ledger {
    * missing free on their behalf. */
   private usage(): number {
     if (this.path === null) return this.held;
-    const now = Date.now();
-    let used = 0;
-    const holders = new Map<number, Holder>();
-    for (const e of readEvents(this.path)) {
-      if (e.event !== 'alloc' && e.event !== 'free') continue;
-      const mb = e.mb ?? 0;
-      const h = holders.get(e.pid) ?? { mb: 0, port: e.port, model: e.model };
-      if (e.event === 'alloc') {
-        used += mb;
-        h.mb += mb;
-      } else {
-        if ((e.at ?? e.t) <= now) used -= mb;
-        h.mb -= mb;
-      }
-      holders.set(e.pid, h);
-    }
+    const { used, holders } = tally(readEvents(this.path), Date.now());
+    let total = used;
     for (const [pid, h] of holders) {
       if (pid === this.id.pid || h.mb <= 0 || isAlive(pid)) continue;
-      used -= h.mb;
-      this.record('free', { pid, port: h.port, model: h.model, mb: h.mb, used, reason: 'process_gone', by: this.id.pid });
+      total -= h.mb;
+      this.record('free', { pid, port: h.port, model: h.model, mb: h.mb, used: total, reason: 'process_gone', by: this.id.pid });
     }
-    return used;
+    return total;
   }
+}
+
+/** MB in use at `now` by the ledger's events, and what each simulator still holds. */
+function tally(events: readonly LedgerEvent[], now: number): { used: number; holders: Map<number, Holder> } {
+  let used = 0;
+  const holders = new Map<number, Holder>();
+  for (const e of events) {
+    if (e.event !== 'alloc' && e.event !== 'free') continue;
+    const mb = e.mb ?? 0;
+    const h = holders.get(e.pid) ?? { mb: 0, port: e.port, model: e.model };
+    if (e.event === 'alloc') {
+      used += mb;
+      h.mb += mb;
+    } else {
+      if ((e.at ?? e.t) <= now) used -= mb;
+      h.mb -= mb;
+    }
+    holders.set(e.pid, h);
+  }
+  return { used, holders };
+}
+
+/** MB in use on the simulated GPU now, as nvidia-smi would show it: memory of a simulator that
+ * died without writing its free counts as given back. Read-only. */
+export function usedNow(path: string): number {
+  const { used, holders } = tally(readEvents(path), Date.now());
+  let total = used;
+  for (const [pid, h] of holders) if (h.mb > 0 && !isAlive(pid)) total -= h.mb;
+  return total;
 }
 
 /** Parses a ledger file; a missing file is empty and a torn last line is skipped. */

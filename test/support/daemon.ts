@@ -135,6 +135,8 @@ export class Daemon {
         ...FAST_SIM,
         SGLANGMUX_LOG: 'debug',
         PYTHONPATH: simPythonPath(),
+        // The simulator's nvidia-smi, so the daemon can see released memory really free.
+        PATH: `${join(repoRoot, 'src', 'simulator', 'bin')}:${process.env.PATH ?? ''}`,
         SGLANG_SIM_LEDGER: join(dir, 'ledger.jsonl'),
         ...opts.env,
       },
