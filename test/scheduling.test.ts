@@ -213,3 +213,30 @@ describe('ping-pong traffic', () => {
     assertNoHazard(d);
   });
 });
+
+describe('stale switch', () => {
+  let d: Daemon;
+  before(async () => {
+    d = await Daemon.start({
+      models: [{ name: 'b' }, { name: 'a', env: { SGLANG_SIM_RELEASE_MS: '1500' } }],
+      args: ['--min-active-secs', '0'],
+    });
+  });
+  after(async () => {
+    await d.stop();
+    d.cleanup();
+  });
+
+  test('a switch whose waiters all left while the old model was being released wakes nothing', async () => {
+    const mark = d.ledger().length;
+    const leaver = new AbortController();
+    const gone = d.post('/v1/chat/completions', { model: 'b', max_tokens: 1, messages: [] }, { signal: leaver.signal });
+    await d.waitHealth((h) => d.state(h, 'a') === 'sleeping', 'a being released');
+    leaver.abort();
+    await assert.rejects(gone);
+    await d.waitLog(/switch to b skipped: nobody waits for it any more/);
+    assert.equal(count(d.ledger().slice(mark), 'resume', 'b'), 0);
+    assert.equal((await d.chat('a', 1)).status, 200);
+    assertNoHazard(d);
+  });
+});
