@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FULL, SMOKE, type BenchConfig } from './lib/config.js';
 import { expectedFigureIds, Figures, meets } from './lib/figures.js';
-import { findNginx, nginxVersionOf } from './lib/procs.js';
+import { findNginx, nginxVersionOf, stopAll } from './lib/procs.js';
 import { markdown, num, type Meta } from './lib/report.js';
 import { nonStreaming, startup, streaming, switching, type Context } from './lib/scenarios.js';
 import { latencySvg } from './lib/svg.js';
@@ -115,6 +115,17 @@ async function main(): Promise<void> {
   if (profDir) mkdirSync(profDir, { recursive: true });
 
   const started = Date.now();
+  // Bounded in time whatever happens: past the deadline, or on a signal, stop everything and exit.
+  const abort = (why: string, code: number): void => {
+    process.stderr.write(`bench: ${why}; stopping\n`);
+    void stopAll().finally(() => {
+      if (!opts.keep) rmSync(work, { recursive: true, force: true });
+      process.exit(code);
+    });
+  };
+  setTimeout(() => abort(`not done after ${config.deadlineMs / 60_000} min`, 1), config.deadlineMs).unref();
+  process.once('SIGINT', () => abort('SIGINT', 130));
+  process.once('SIGTERM', () => abort('SIGTERM', 143));
   const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
   const ctx: Context = {
     config, bundle, nginxBin, dir: work,

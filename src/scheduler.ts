@@ -130,6 +130,8 @@ class Slot {
   lastUsed = 0;
   /** A request (not a preload) was admitted since it woke: its active window protects someone. */
   servedSinceWake = false;
+  /** GPU memory it took at its last wake, as nvidia-smi showed it (null: unknown). */
+  memoryMb: number | null = null;
   modelPath: string | null;
   readonly server: ModelServer;
   readonly process: ModelProcess;
@@ -237,7 +239,7 @@ export class Scheduler {
       }
       const memoryBefore = await this.gpu.used();
       await this.stopModel(slot, 'stopped');
-      await this.gpu.waitBelow(memoryBefore, this.opts.switchTimeoutMs, `${model} was stopped`);
+      await this.memoryFreed(slot, memoryBefore, 'was stopped');
       if (this.active === slot) this.active = null;
       slot.failures = 0;
       slot.retryAt = 0;
@@ -534,6 +536,13 @@ export class Scheduler {
     return false;
   }
 
+  /** Waits until the GPU shows the memory `slot` took at its wake given back (only when it
+   * took some: a server that holds nothing would never show a drop). */
+  private async memoryFreed(slot: Slot, before: number | null, what: string): Promise<void> {
+    if (!slot.memoryMb) return;
+    await this.gpu.waitBelow(before, this.opts.switchTimeoutMs, `${slot.name} ${what}`);
+  }
+
   /** When the awake model must stop admitting for others: once it has been awake for the
    * minimum active window, idle or not, so ping-pong traffic costs at most one switch per
    * window (see docs/scheduling.md); at once if it has served nothing since it woke (woken at
@@ -611,7 +620,7 @@ export class Scheduler {
       if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
     }
     // The driver may give the memory back after the release answered: wait for it (hazard 4).
-    await this.gpu.waitBelow(memoryBefore, this.opts.switchTimeoutMs, `${from.name} went to sleep`);
+    await this.memoryFreed(from, memoryBefore, 'went to sleep');
     this.observer.phase({ model: from.name, phase: 'sleep', ok: released || !from.spec.memorySaver, ms: Date.now() - started });
     this.active = null;
     return true;
@@ -642,6 +651,7 @@ export class Scheduler {
     this.active = slot;
     const started = Date.now();
     const phase = slot.state === 'asleep' && slot.process.running ? 'wake' : 'start';
+    const memoryBefore = await this.gpu.used();
     try {
       if (phase === 'wake') {
         this.setState(slot, 'waking');
@@ -664,6 +674,8 @@ export class Scheduler {
         }
         log.info(`model ${slot.name}: ready (started in ${Date.now() - started} ms)`);
       }
+      const memoryAfter = await this.gpu.used();
+      slot.memoryMb = memoryBefore !== null && memoryAfter !== null ? Math.max(0, memoryAfter - memoryBefore) : null;
       this.setState(slot, 'awake');
       slot.awakeSince = Date.now();
       slot.lastUsed = slot.awakeSince;

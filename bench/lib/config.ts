@@ -35,6 +35,8 @@ export interface BenchConfig {
   /** Before each measured run, wait up to this long for the machine to be quiet (other
    * processes below 20 % of a core); 0: do not wait. */
   readonly quietWaitMs: number;
+  /** The whole run is stopped (exit 1) if it takes longer than this. */
+  readonly deadlineMs: number;
 }
 
 export const FULL: BenchConfig = {
@@ -45,6 +47,7 @@ export const FULL: BenchConfig = {
   startup: { starts: 10, idleWaitMs: 1000 },
   settleMs: 500,
   quietWaitMs: 30_000,
+  deadlineMs: 30 * 60_000,
 };
 
 export const SMOKE: BenchConfig = {
@@ -55,4 +58,5 @@ export const SMOKE: BenchConfig = {
   startup: { starts: 2, idleWaitMs: 200 },
   settleMs: 100,
   quietWaitMs: 0,
+  deadlineMs: 3 * 60_000,
 };

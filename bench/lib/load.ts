@@ -4,6 +4,10 @@
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 
+/** A request (or, for a stream, a gap between bytes) that takes longer than this fails: the run
+ * stays bounded in time even if something hangs. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
 export function keepAliveAgent(concurrency: number): Agent {
   return new Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency, scheduling: 'lifo' });
 }
@@ -27,6 +31,7 @@ export function post(agent: Agent, port: number, path: string, body: Buffer): Pr
       res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
       res.on('error', reject);
     });
+    req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000} s`)));
     req.on('error', reject);
     req.end(body);
   });
@@ -212,6 +217,7 @@ export async function streams(plan: StreamPlan): Promise<StreamResult> {
         }
       });
     });
+    req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error(`no byte for ${REQUEST_TIMEOUT_MS / 1000} s`)));
     req.on('error', (err) => {
       failed ??= err.message;
       finish();

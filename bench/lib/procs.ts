@@ -11,17 +11,34 @@ import { performance } from 'node:perf_hooks';
 import { simPythonPath } from '../../test/support/sim.js';
 
 const started = new Set<ChildProcess>();
+const running = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null && child.pid !== undefined;
+
+// If the harness exits with processes still running (an error), SIGTERM them: sglangmux then
+// stops its model servers itself, nginx shuts down.
 process.on('exit', () => {
   for (const child of started) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
+    if (!running(child)) continue;
+    try {
+      process.kill(child.pid!, 'SIGTERM');
+    } catch {
+      // already gone
     }
   }
 });
+
+/** Stops every process this harness started (SIGTERM, SIGKILL after `graceMs`) and waits. */
+export async function stopAll(graceMs = 12_000): Promise<void> {
+  const live = [...started].filter(running);
+  await Promise.all(live.map((child) => new Promise<void>((resolve) => {
+    if (!running(child)) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  })));
+}
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -433,7 +433,6 @@ export async function switching(ctx: Context): Promise<void> {
   ctx.figures.add('sw.noticed_wake.median', 'wake: resume done (ledger) → daemon logs the model awake, median', 'ms', wakeMedians);
   ctx.figures.add('sw.noticed_wake.max', 'wake: resume done → daemon logs it awake, max', 'ms', wakeMaxes, { op: '<=', value: 50, on: 'max' });
   ctx.figures.add('sw.errors', 'switch: failed requests (all repetitions)', 'count', [errors], undefined, 'the whole run');
-  pool(ctx, 'sw.overhead', 'sglangmux', allOverheads);
 }
 
 // ---------------------------------------------------------------------------------------------
