@@ -65,7 +65,7 @@ describe('SIGHUP reload', () => {
     rmSync(join(scripts, 'a.sh'));
     d.proc.kill('SIGHUP');
     await d.waitLog(/configuration reloaded: added none; removed a; changed none/);
-    await d.waitLog(/model a: retired/);
+    await d.waitLog(/model a: retired/, 30_000, true);
     assert.ok(pidGone(aPid!));
     const gone = await d.chat('a', 1);
     assert.equal(gone.status, 404);
