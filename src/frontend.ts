@@ -57,24 +57,27 @@ const errorShape: Koa.Middleware = async (ctx, next) => {
 };
 
 /** Parses JSON whatever the Content-Type says (`curl -d` sends form encoding), within the limit. */
+// Built once: koa-body validates its options (with zod) each time it is constructed.
+const parseJson = koaBody({
+  json: true,
+  jsonStrict: false,
+  jsonLimit: BODY_LIMIT,
+  urlencoded: false,
+  text: false,
+  multipart: false,
+  includeUnparsed: true,
+  onError: (err, ctx) => {
+    const status = (err as Error & { status?: number }).status;
+    // Read off and drop the rest of the body (a chunked body is left half-read at the limit):
+    // otherwise the client's next request on this keep-alive connection waits behind it.
+    ctx.req.resume();
+    throw status === 413 ? bodyTooLarge(BODY_LIMIT) : invalidJson(err.message);
+  },
+});
+
 const jsonBody: Koa.Middleware = async (ctx, next) => {
   if (!ctx.is('application/json')) ctx.req.headers['content-type'] = 'application/json';
-  await koaBody({
-    json: true,
-    jsonStrict: false,
-    jsonLimit: BODY_LIMIT,
-    urlencoded: false,
-    text: false,
-    multipart: false,
-    includeUnparsed: true,
-    onError: (err) => {
-      const status = (err as Error & { status?: number }).status;
-      // Read off and drop the rest of the body (a chunked body is left half-read at the limit):
-      // otherwise the client's next request on this keep-alive connection waits behind it.
-      ctx.req.resume();
-      throw status === 413 ? bodyTooLarge(BODY_LIMIT) : invalidJson(err.message);
-    },
-  })(ctx, next);
+  await parseJson(ctx, next);
 };
 
 export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
