@@ -12,23 +12,29 @@ import { expectedFigureIds, Figures, meets } from './lib/figures.js';
 import { findNginx, nginxVersionOf, stopAll } from './lib/procs.js';
 import { markdown, num, type Meta } from './lib/report.js';
 import { nonStreaming, startup, streaming, switching, type Context } from './lib/scenarios.js';
-import { latencySvg } from './lib/svg.js';
+import { curveOf, latencySvg, type Panel } from './lib/svg.js';
+import type { PathName } from './lib/figures.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const SCENARIOS = ['startup', 'switching', 'nonstream', 'stream'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 const USAGE = `usage: node --import tsx bench/run.ts [--smoke] [--out DIR] [--bundle PATH] [--only LIST]
-                                    [--reps N] [--node-arg ARG]... [--cpu-prof-dir DIR] [--keep]
+                                    [--reps N] [--quiet-wait SECS] [--node-arg ARG]...
+                                    [--cpu-prof-dir DIR] [--keep]
+       node --import tsx bench/run.ts --replot DIR
   --smoke          tiny counts (< 60 s); writes to a temp dir unless --out is given
   --out DIR        where RESULTS.md, latency.svg and results.json go (default: bench/ for a full run)
   --bundle PATH    the sglangmux bundle to measure (default: $SGLANGMUX_BENCH_BUNDLE,
                    $SGLANGMUX_TEST_BUNDLE, or dist/sglangmux.mjs)
   --only LIST      comma-separated subset of ${SCENARIOS.join(',')}
   --reps N         repetitions of the load and switching scenarios (default 5, 3, 3)
+  --quiet-wait S   before each measured run, wait up to S s for other processes to calm down
+                   (default 30 for a full run, 0 for smoke)
   --node-arg ARG   a node flag for the daemon (repeatable), e.g. --node-arg=--max-semi-space-size=4
   --cpu-prof-dir D run the daemon with node --cpu-prof, profiles written to D
   --keep           keep the work dir (daemon logs, ledgers, nginx config)
+  --replot DIR     only redraw DIR/latency.svg from DIR/results.json
 Exit codes: 0 done, 2 usage, 3 nginx not found, 1 anything else.`;
 
 function git(args: string[]): string {
@@ -49,6 +55,14 @@ function cpuModel(): string {
   return cpus()[0]?.model ?? 'unknown CPU';
 }
 
+function plot(meta: Meta, panels: readonly Panel[]): string {
+  return latencySvg(
+    'sglangmux vs nginx vs direct: latency by percentile',
+    `${meta.date}, commit ${meta.commit}, ${meta.cpu} (${meta.cores} cores), Node ${meta.node}; all repetitions pooled`,
+    panels,
+  );
+}
+
 async function main(): Promise<void> {
   let opts;
   try {
@@ -60,8 +74,10 @@ async function main(): Promise<void> {
         only: { type: 'string' },
         'cpu-prof-dir': { type: 'string' },
         reps: { type: 'string' },
+        'quiet-wait': { type: 'string' },
         'node-arg': { type: 'string', multiple: true },
         keep: { type: 'boolean', default: false },
+        replot: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -74,7 +90,23 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  if (opts.replot !== undefined) {
+    // Redraws DIR/latency.svg from DIR/results.json (the curves are kept there), without a run.
+    const dir = resolve(opts.replot);
+    const saved = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as { meta: Meta; plot: Panel[] };
+    writeFileSync(join(dir, 'latency.svg'), plot(saved.meta, saved.plot));
+    process.stdout.write(`Wrote ${dir}/latency.svg\n`);
+    return;
+  }
   let config: BenchConfig = opts.smoke ? SMOKE : FULL;
+  if (opts['quiet-wait'] !== undefined) {
+    const secs = Number(opts['quiet-wait']);
+    if (!Number.isFinite(secs) || secs < 0) {
+      process.stderr.write(`--quiet-wait must be a number of seconds >= 0\n${USAGE}\n`);
+      process.exit(2);
+    }
+    config = { ...config, quietWaitMs: secs * 1000, deadlineMs: config.deadlineMs + 40 * secs * 1000 };
+  }
   if (opts.reps !== undefined) {
     const reps = Number(opts.reps);
     if (!Number.isInteger(reps) || reps < 1) {
@@ -114,6 +146,9 @@ async function main(): Promise<void> {
   const profDir = opts['cpu-prof-dir'] ? resolve(opts['cpu-prof-dir']) : null;
   if (profDir) mkdirSync(profDir, { recursive: true });
 
+  // The commit measured: read before the run (the bundle was built from this checkout just before).
+  const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
+  const dirtyFiles = git(['status', '--porcelain', '--', 'src', 'package.json', 'package-lock.json']);
   const started = Date.now();
   // Bounded in time whatever happens: past the deadline, or on a signal, stop everything and exit.
   const abort = (why: string, code: number): void => {
@@ -141,10 +176,10 @@ async function main(): Promise<void> {
     if (!opts.keep) rmSync(work, { recursive: true, force: true });
   }
 
-  const dirtyFiles = git(['status', '--porcelain', '--', 'src', 'package.json', 'package-lock.json']);
+
   const meta: Meta = {
     date: new Date(started).toISOString().replace(/\.\d+Z$/, 'Z'),
-    commit: git(['rev-parse', '--short', 'HEAD']) || 'unknown',
+    commit,
     dirty: dirtyFiles ? `plus uncommitted changes to ${[...new Set(dirtyFiles.split('\n').filter(Boolean).map((l) => l.slice(3)))].join(', ')}` : '',
     cpu: cpuModel(),
     cores: cpus().length,
@@ -172,20 +207,23 @@ async function main(): Promise<void> {
   } else {
     ctx.progress(`partial run (--only): RESULTS.md not written`);
   }
-  const panels = [
+  const panels: Panel[] = [
     { key: 'ns.c1', title: `Non-streaming, concurrency ${config.nonStream.concurrency[0]}: latency` },
     { key: 'ns.cN', title: `Non-streaming, concurrency ${config.nonStream.concurrency[1]}: latency` },
     { key: 'st.ttfb', title: `${config.stream.users} streams: time to first byte` },
     { key: 'st.gap', title: `${config.stream.users} streams: inter-event delay (${config.stream.tokenMs} ms/token)` },
-  ].filter((p) => ctx.samples[p.key]);
-  if (panels.length > 0) {
-    writeFileSync(join(out, 'latency.svg'), latencySvg(
-      'sglangmux vs nginx vs direct: latency by percentile',
-      `${meta.date}, commit ${meta.commit}, ${meta.cpu} (${meta.cores} cores), Node ${meta.node}; all repetitions pooled`,
-      panels.map((p) => ({ title: p.title, samples: ctx.samples[p.key]! })),
-    ));
-  }
-  writeFileSync(join(out, 'results.json'), `${JSON.stringify({ meta, config, figures: ctx.figures.list, notes: ctx.notes }, null, 1)}\n`);
+  ].filter((p) => ctx.samples[p.key]).map((p) => {
+    const curves: Panel['curves'] = {};
+    for (const [path, values] of Object.entries(ctx.samples[p.key]!) as [PathName, number[]][]) {
+      const c = curveOf(values);
+      if (c) curves[path] = c;
+    }
+    return { title: p.title, curves };
+  });
+  if (panels.length > 0) writeFileSync(join(out, 'latency.svg'), plot(meta, panels));
+  // Figures readable in a diff; the plotted curves (for --replot) compact on one line.
+  const json = JSON.stringify({ meta, config, figures: ctx.figures.list, notes: ctx.notes }, null, 1);
+  writeFileSync(join(out, 'results.json'), `${json.slice(0, -2)},\n "plot": ${JSON.stringify(panels)}\n}\n`);
 
   const missing = only.length === SCENARIOS.length ? expectedFigureIds().filter((id) => !ctx.figures.get(id)) : [];
   if (missing.length > 0) ctx.progress(`MISSING figures: ${missing.join(', ')}`);

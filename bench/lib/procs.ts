@@ -502,3 +502,21 @@ export async function waitQuiet(maxMs: number, thresholdPct = 20, windowMs = 500
   }
   return { waitedMs: performance.now() - t0, quiet: maxMs <= 0 };
 }
+
+/** CPU used by processes other than the given ones (and this one) over a span: start() before,
+ * otherPct(pids) after, while those processes still run (their whole CPU time counts, so they
+ * must have started within the span). In % of one core. */
+export class ForeignLoad {
+  private readonly m0 = machineTicks();
+  private readonly g0 = process.cpuUsage();
+  private readonly t0 = performance.now();
+
+  otherPct(pids: readonly number[]): number {
+    const seconds = (performance.now() - this.t0) / 1000;
+    const m1 = machineTicks();
+    const machine = (m1.proc - this.m0.proc) / ticksPerSecond();
+    const gen = process.cpuUsage(this.g0);
+    const ours = pids.reduce((sum, pid) => sum + (cpuSeconds(pid) || 0), 0) + (gen.user + gen.system) / 1e6;
+    return (100 * (machine - ours)) / seconds;
+  }
+}

@@ -7,7 +7,7 @@ import { readLedger, type LedgerEvent } from '../../test/support/sim.js';
 import type { BenchConfig } from './config.js';
 import { PATHS, type Figures, type PathName } from './figures.js';
 import { closedLoop, keepAliveAgent, post, streams } from './load.js';
-import { MuxDaemon, Nginx, ProcSampler, rssMb, sleep, waitQuiet, type CpuWindow } from './procs.js';
+import { cpuSeconds, ForeignLoad, MuxDaemon, Nginx, ProcSampler, rssMb, sleep, waitQuiet, type CpuWindow } from './procs.js';
 import { percentile } from './stats.js';
 
 export interface Context {
@@ -363,7 +363,11 @@ export async function switching(ctx: Context): Promise<void> {
     try {
       await daemon.waitBooted();
       await quiet(ctx, `switching rep ${rep + 1}`);
+      const foreign = new ForeignLoad();
+      const pids = [daemon.pid, ...daemon.modelPids()];
+      const cpu0 = pids.reduce((sum, pid) => sum + (cpuSeconds(pid) || 0), 0);
       // The last model started stays awake: alternate starting with the other one.
+      const t0 = performance.now();
       for (let i = 0; i < cfg.switches; i++) {
         const model = i % 2 === 0 ? 'sw-a' : 'sw-b';
         const wall = Date.now();
@@ -378,6 +382,9 @@ export async function switching(ctx: Context): Promise<void> {
         plain.push(performance.now() - t2);
         if (r2.status !== 200) errors++;
       }
+      // Only what ran during the switches: the daemon's and models' CPU before them is not foreign.
+      const other = foreign.otherPct(pids) + (100 * cpu0) / ((performance.now() - t0) / 1000);
+      if (other > 25) ctx.notes.push(`switching rep ${rep + 1}: other processes on the machine used ${other.toFixed(0)} % of a core meanwhile`);
     } finally {
       agent.destroy();
       await daemon.stop();
@@ -448,6 +455,7 @@ export async function startup(ctx: Context): Promise<void> {
     const dir = join(ctx.dir, `startup-${i}`);
     const ledger = join(dir, 'ledger.jsonl');
     const knobs = { SGLANG_SIM_STARTUP_MS: '100', SGLANG_SIM_WARMUP_MS: '50', SGLANG_SIM_TOKEN_MS: '1' };
+    const foreign = new ForeignLoad();
     const daemon = await MuxDaemon.start({
       bundle: ctx.bundle, dir, ledger, nodeArgs: ctx.daemonNodeArgs,
       models: [{ name: 'start-a', knobs }, { name: 'start-b', knobs }],
@@ -458,6 +466,8 @@ export async function startup(ctx: Context): Promise<void> {
       await daemon.waitBooted();
       await sleep(cfg.idleWaitMs);
       idleRss.push(rssMb(daemon.pid));
+      const other = foreign.otherPct([daemon.pid, ...daemon.modelPids()]);
+      if (other > 25) ctx.notes.push(`start ${i + 1}: other processes on the machine used ${other.toFixed(0)} % of a core meanwhile`);
     } finally {
       await daemon.stop();
     }

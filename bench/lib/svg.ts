@@ -4,9 +4,15 @@
 import type { PathName } from './figures.js';
 import { percentileSorted } from './stats.js';
 
+/** One distribution as drawn: latency (ms) at percentiles q (0..100) spaced on the tail axis. */
+export interface Curve {
+  readonly n: number;
+  readonly points: readonly (readonly [q: number, v: number])[];
+}
+
 export interface Panel {
   readonly title: string;
-  readonly samples: Partial<Record<PathName, readonly number[]>>;
+  readonly curves: Partial<Record<PathName, Curve>>;
 }
 
 const COLORS: Record<PathName, string> = { direct: '#1b9e77', nginx: '#7570b3', sglangmux: '#d95f02' };
@@ -22,40 +28,55 @@ const TAIL = [0, 50, 90, 99, 99.9];
 const tail = (q: number): number => -Math.log10(1 - Math.min(q, 99.9) / 100);
 
 function niceLogTicks(lo: number, hi: number): number[] {
-  const out: number[] = [];
-  for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e++) {
-    for (const m of [1, 1.5, 2, 3, 5, 7]) {
-      const v = m * 10 ** e;
-      if (v >= lo * 0.999 && v <= hi * 1.001) out.push(v);
+  const ticks = (mantissas: readonly number[]): number[] => {
+    const out: number[] = [];
+    for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e++) {
+      for (const m of mantissas) {
+        const v = m * 10 ** e;
+        if (v >= lo * 0.999 && v <= hi * 1.001) out.push(v);
+      }
     }
-  }
+    return out;
+  };
+  const out = ticks([1, 1.5, 2, 3, 5, 7]);
   if (out.length > 9) return out.filter((v) => /^(1|2|5)/.test(v.toPrecision(1)));
+  if (out.length < 4) return ticks([1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8]);
   return out;
 }
 
 const fmt = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(0) : v >= 1 ? String(+v.toFixed(1)) : String(+v.toFixed(2)));
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
+/** The points drawn for one sample: 161 percentiles evenly spaced on the tail axis, up to 99.9 %
+ * (or the highest percentile the sample size supports). Kept in results.json for --replot. */
+export function curveOf(values: readonly number[]): Curve | null {
+  if (values.length === 0) return null;
+  const sorted = Float64Array.from(values).sort();
+  const maxQ = Math.min(99.9, 100 * (1 - 1 / sorted.length));
+  const points: [number, number][] = [];
+  const steps = 160;
+  for (let i = 0; i <= steps; i++) {
+    const q = 100 * (1 - 10 ** (-(tail(maxQ) * i) / steps));
+    points.push([+q.toFixed(4), +percentileSorted(sorted, q).toPrecision(5)]);
+  }
+  return { n: sorted.length, points };
+}
+
 function panel(p: Panel, ox: number, oy: number): string {
   const pw = W - M.left - M.right;
   const ph = H - M.top - M.bottom;
   const curves: { path: PathName; pts: { q: number; v: number }[] }[] = [];
-  for (const path of Object.keys(p.samples) as PathName[]) {
-    const values = p.samples[path];
-    if (!values || values.length === 0) continue;
-    const sorted = Float64Array.from(values).sort();
-    const maxQ = Math.min(99.9, 100 * (1 - 1 / sorted.length));
-    const pts: { q: number; v: number }[] = [];
-    const steps = 160;
-    for (let i = 0; i <= steps; i++) {
-      const q = 100 * (1 - 10 ** (-(tail(maxQ) * i) / steps));
-      pts.push({ q, v: Math.max(percentileSorted(sorted, q), 1e-3) });
-    }
-    curves.push({ path, pts });
+  for (const path of Object.keys(p.curves) as PathName[]) {
+    const c = p.curves[path];
+    if (!c || c.points.length === 0) continue;
+    curves.push({ path, pts: c.points.map(([q, v]) => ({ q, v })) });
   }
-  const all = curves.flatMap((c) => c.pts.map((pt) => pt.v));
-  let lo = Math.min(...all);
-  let hi = Math.max(...all);
+  // The axis starts at the lowest 2nd percentile of the curves, so that a few zero or tiny values
+  // (events that arrived in the same read: delay 0) do not squash the rest; anything below is drawn
+  // on the bottom edge.
+  const floorAt = (c: { pts: { q: number; v: number }[] }): number => c.pts.find((pt) => pt.q >= 2)?.v ?? c.pts[0]!.v;
+  let lo = Math.min(...curves.map(floorAt).filter((v) => v > 1e-3));
+  let hi = Math.max(...curves.flatMap((c) => c.pts.map((pt) => pt.v)));
   if (!Number.isFinite(lo)) {
     lo = 1;
     hi = 10;
@@ -67,7 +88,7 @@ function panel(p: Panel, ox: number, oy: number): string {
   lo /= 1.05;
   hi *= 1.05;
   const x = (q: number): number => ox + M.left + (tail(q) / 3) * pw;
-  const y = (v: number): number => oy + M.top + ph - ((Math.log(v) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))) * ph;
+  const y = (v: number): number => oy + M.top + ph - ((Math.log(Math.max(v, lo)) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))) * ph;
   const parts: string[] = [];
   parts.push(`<text x="${ox + M.left}" y="${oy + 20}" font-size="14" font-weight="bold">${esc(p.title)}</text>`);
   parts.push(`<rect x="${ox + M.left}" y="${oy + M.top}" width="${pw}" height="${ph}" fill="#fafafa" stroke="#999"/>`);
@@ -95,7 +116,7 @@ function panel(p: Panel, ox: number, oy: number): string {
     const ly = oy + M.top + 16 + i * 16;
     const dash = DASH[c.path] ? ` stroke-dasharray="${DASH[c.path]}"` : '';
     parts.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 22}" y2="${ly - 4}" stroke="${COLORS[c.path]}" stroke-width="2"${dash}/>`);
-    const n = p.samples[c.path]!.length;
+    const n = p.curves[c.path]!.n;
     parts.push(`<text x="${lx + 28}" y="${ly}" font-size="11">${LABEL[c.path]} (n=${n})</text>`);
   });
   return parts.join('\n');
