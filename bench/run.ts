@@ -128,7 +128,7 @@ async function main(): Promise<void> {
     }
   }
   const bundle = resolve(opts.bundle ?? process.env['SGLANGMUX_BENCH_BUNDLE'] ?? process.env['SGLANGMUX_TEST_BUNDLE'] ?? join(repoRoot, 'dist', 'sglangmux.mjs'));
-  for (const file of [bundle, join(repoRoot, 'dist', 'sglang-sim.mjs')]) {
+  for (const file of [bundle, join(repoRoot, 'dist', 'sglang-sim.mjs'), join(repoRoot, 'dist', 'sim-nvidia-smi.mjs')]) {
     if (!existsSync(file)) {
       process.stderr.write(`${file} not found: run \`npm run build\` first\n`);
       process.exit(1);

@@ -40,7 +40,7 @@ test('the benchmark harness runs in smoke mode and produces every figure', { ski
     assert.deepEqual(missing, [], 'figures missing from results.json');
     const notNumbers = expectedFigureIds().filter((id) => !Number.isFinite(byId.get(id)!.value.median));
     assert.deepEqual(notNumbers, [], `figures without a value:\n${output}`);
-    for (const id of ['ns.c1.errors', 'ns.cN.errors', 'st.errors', 'sw.errors']) {
+    for (const id of ['ns.c1.errors', 'ns.cN.errors', 'st.errors', 'sw.errors', 'sw.smi.errors']) {
       assert.equal(byId.get(id)!.value.median, 0, `${id}: requests failed during the smoke run:\n${output}`);
     }
 

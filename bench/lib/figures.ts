@@ -73,7 +73,8 @@ export function expectedFigureIds(): string[] {
     'st.cpu_per_event.simulator');
   ids.push('sw.switch_ms', 'sw.overhead.median', 'sw.overhead.max', 'sw.daemon_gaps.median', 'sw.gap.before_release',
     'sw.gap.release_to_resume', 'sw.gap.resume_to_forward', 'sw.sim.release_extra', 'sw.sim.resume_extra', 'sw.noticed_wake.median',
-    'sw.noticed_wake.max', 'sw.errors');
+    'sw.noticed_wake.max', 'sw.errors', 'sw.smi.switch_ms', 'sw.smi.overhead.median', 'sw.smi.overhead.max', 'sw.smi.call_ms',
+    'sw.smi.errors');
   ids.push('su.listen.median', 'su.listen.max', 'su.idle_rss', 'su.noticed_ready.median', 'su.noticed_ready.max');
   return ids;
 }

@@ -102,6 +102,13 @@ export interface DaemonOptions {
   readonly nodeArgs?: readonly string[];
   /** Path of the simulators' shared ledger (none by default: it costs a file write per request). */
   readonly ledger?: string;
+  /** Put the simulator's nvidia-smi (over the ledger) first on the daemon's PATH. */
+  readonly nvidiaSmi?: boolean;
+}
+
+/** The directory holding the simulator's `nvidia-smi`. */
+export function simBinDir(): string {
+  return join(simPythonPath(), '..', 'bin');
 }
 
 export interface ModelInfo {
@@ -144,6 +151,7 @@ export class MuxDaemon {
     const env = baseEnv();
     env['SGLANGMUX_LOG'] = 'info';
     if (opts.ledger) env['SGLANG_SIM_LEDGER'] = opts.ledger;
+    if (opts.nvidiaSmi) env['PATH'] = `${simBinDir()}${delimiter}${env['PATH'] ?? ''}`;
     const spawnedAt = performance.now();
     const proc = spawn(process.execPath, [
       ...(opts.nodeArgs ?? []), opts.bundle,

@@ -185,11 +185,15 @@ export function markdown(meta: Meta, config: BenchConfig, figures: Figures, cpuT
   L.push('**`--min-active-secs 0`** (the default 2 s window is a deliberate policy wait, not overhead). One client');
   L.push(`alternates: a request for the sleeping model (a switch), then one more for the same, now awake, model`);
   L.push(`(the request's own cost); ${sw.switches} switches per repetition, ${sw.reps} repetitions. Overhead = switch request latency −`);
-  L.push('median latency of the no-switch requests − release time − resume time.', '');
+  L.push('median latency of the no-switch requests − release time − resume time. The `sw.smi.*` rows repeat it with the');
+  L.push('simulator\'s `nvidia-smi` on the daemon\'s PATH, as on a GPU host: after each sleep the daemon polls it until the');
+  L.push('released memory shows free (hazard 4). That stand-in is a bash + node script, far slower to start than the real');
+  L.push('one: its own cost per call is listed.', '');
   L.push('| figure | measured | target | |', '| --- | --- | --- | --- |');
   for (const id of ['sw.switch_ms', 'sw.overhead.median', 'sw.overhead.max', 'sw.daemon_gaps.median', 'sw.gap.before_release',
     'sw.gap.release_to_resume', 'sw.gap.resume_to_forward', 'sw.sim.release_extra', 'sw.sim.resume_extra',
-    'sw.noticed_wake.median', 'sw.noticed_wake.max', 'sw.errors']) {
+    'sw.noticed_wake.median', 'sw.noticed_wake.max', 'sw.errors', 'sw.smi.switch_ms', 'sw.smi.overhead.median', 'sw.smi.overhead.max',
+    'sw.smi.call_ms', 'sw.smi.errors']) {
     const f = figures.get(id);
     if (f) L.push(`| ${f.label} | ${sp(f.value, f.unit)} | ${targetText(f)} | ${verdict(f)} |`);
   }

@@ -1,13 +1,14 @@
 // The four scenarios of issue 6. The load scenarios measure three paths to ONE simulator in the
 // same run: direct to the simulated SGLang server, through nginx, and through sglangmux (which
 // started that server from its launch script). Repetitions rotate the order of the paths.
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { readLedger, type LedgerEvent } from '../../test/support/sim.js';
 import type { BenchConfig } from './config.js';
 import { PATHS, type Figures, type PathName } from './figures.js';
 import { closedLoop, keepAliveAgent, post, streams } from './load.js';
-import { cpuSeconds, ForeignLoad, MuxDaemon, Nginx, ProcSampler, rssMb, sleep, waitQuiet, type CpuWindow } from './procs.js';
+import { cpuSeconds, ForeignLoad, MuxDaemon, Nginx, ProcSampler, rssMb, simBinDir, sleep, waitQuiet, type CpuWindow } from './procs.js';
 import { percentile } from './stats.js';
 
 export interface Context {
@@ -440,6 +441,69 @@ export async function switching(ctx: Context): Promise<void> {
   ctx.figures.add('sw.noticed_wake.median', 'wake: resume done (ledger) → daemon logs the model awake, median', 'ms', wakeMedians);
   ctx.figures.add('sw.noticed_wake.max', 'wake: resume done → daemon logs it awake, max', 'ms', wakeMaxes, { op: '<=', value: 50, on: 'max' });
   ctx.figures.add('sw.errors', 'switch: failed requests (all repetitions)', 'count', [errors], undefined, 'the whole run');
+  await switchingWithNvidiaSmi(ctx);
+}
+
+/** The same alternation with the simulator's nvidia-smi on the daemon's PATH, as on a GPU host:
+ * after each sleep the daemon polls nvidia-smi until the released memory shows free (hazard 4). */
+async function switchingWithNvidiaSmi(ctx: Context): Promise<void> {
+  const cfg = ctx.config.switching;
+  const medians: number[] = [];
+  const maxes: number[] = [];
+  const latencies: number[] = [];
+  let errors = 0;
+  for (let rep = 0; rep < cfg.reps; rep++) {
+    const dir = join(ctx.dir, `switching-smi-${rep}`);
+    const knobs = {
+      SGLANG_SIM_STARTUP_MS: '100', SGLANG_SIM_WARMUP_MS: '50', SGLANG_SIM_TOKEN_MS: String(cfg.tokenMs),
+      SGLANG_SIM_RELEASE_MS: String(cfg.releaseMs), SGLANG_SIM_RESUME_MS: String(cfg.resumeMs),
+    };
+    const daemon = await MuxDaemon.start({
+      bundle: ctx.bundle, dir, ledger: join(dir, 'ledger.jsonl'), nvidiaSmi: true, nodeArgs: ctx.daemonNodeArgs,
+      args: ['--min-active-secs', '0'], models: [{ name: 'sw-a', knobs }, { name: 'sw-b', knobs }],
+    });
+    const agent = keepAliveAgent(1);
+    const bodyOf = (model: string): Buffer => Buffer.from(JSON.stringify({ model, max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }));
+    const switched: number[] = [];
+    const plain: number[] = [];
+    try {
+      await daemon.waitBooted();
+      await quiet(ctx, `switching with nvidia-smi rep ${rep + 1}`);
+      for (let i = 0; i < cfg.switches; i++) {
+        const body = bodyOf(i % 2 === 0 ? 'sw-a' : 'sw-b');
+        let t = performance.now();
+        if ((await post(agent, daemon.port, CHAT, body)).status !== 200) errors++;
+        switched.push(performance.now() - t);
+        t = performance.now();
+        if ((await post(agent, daemon.port, CHAT, body)).status !== 200) errors++;
+        plain.push(performance.now() - t);
+      }
+    } finally {
+      agent.destroy();
+      await daemon.stop();
+    }
+    const base = percentile(plain, 50);
+    const overheads = switched.map((ms) => ms - base - cfg.releaseMs - cfg.resumeMs);
+    medians.push(percentile(overheads, 50));
+    maxes.push(Math.max(...overheads));
+    latencies.push(percentile(switched, 50));
+    ctx.progress(`switching with nvidia-smi rep ${rep + 1}/${cfg.reps}: median ${latencies[rep]!.toFixed(1)} ms, ` +
+      `overhead median ${medians[rep]!.toFixed(1)} max ${maxes[rep]!.toFixed(1)} ms`);
+  }
+  // What one call of the simulator's nvidia-smi costs here (bash + node start, one ledger read).
+  const calls: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    spawnSync(join(simBinDir(), 'nvidia-smi'), ['--query-gpu=memory.used', '--format=csv,noheader,nounits'], {
+      env: { ...process.env, SGLANG_SIM_NODE: process.execPath }, stdio: 'ignore',
+    });
+    calls.push(performance.now() - t);
+  }
+  ctx.figures.add('sw.smi.switch_ms', 'switch with the simulator\'s nvidia-smi on PATH: request latency, median', 'ms', latencies);
+  ctx.figures.add('sw.smi.overhead.median', 'switch with nvidia-smi: overhead beyond release/resume and the request, median', 'ms', medians);
+  ctx.figures.add('sw.smi.overhead.max', 'switch with nvidia-smi: overhead, max', 'ms', maxes);
+  ctx.figures.add('sw.smi.call_ms', 'one call of the simulator\'s nvidia-smi (bash + node start), median of 5', 'ms', [percentile(calls, 50)], undefined, '5 calls');
+  ctx.figures.add('sw.smi.errors', 'switch with nvidia-smi: failed requests (all repetitions)', 'count', [errors], undefined, 'the whole run');
 }
 
 // ---------------------------------------------------------------------------------------------
