@@ -7,8 +7,6 @@
 // be events: the upstream's events follow on the same response, and any failure (the wait, the
 // upstream call, a non-stream upstream answer) becomes a final `data: {"error":…}` event.
 import type { IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type Koa from 'koa';
 import { TimeoutError, type Request } from 'got';
 import {
@@ -160,17 +158,11 @@ async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number
       ctx.res.flushHeaders();
       call.committed = true;
     }
-    let outcome: Outcome = { status, note: `${status} stream` };
-    const onBreak = (err: ApiError): void => {
-      log.warn(`stream from ${lease.server.spec.name} broke: ${err.message}`);
-      outcome = { status: err.status, note: `${status} stream, upstream broke` };
-    };
-    try {
-      await pipeline(Readable.from(endWithErrorEvent(call, upstream, onBreak)), ctx.res);
-    } catch {
-      return { status: CLIENT_CLOSED, note: `${status} stream, client left` };
-    }
-    return outcome;
+    const end = await relay(call, upstream);
+    if (end === 'client left') return { status: CLIENT_CLOSED, note: `${status} stream, client left` };
+    if (end === 'done') return { status, note: `${status} stream` };
+    log.warn(`stream from ${lease.server.spec.name} broke: ${end.message}`);
+    return { status: end.status, note: `${status} stream, upstream broke` };
   }
 
   let raw: Buffer;
@@ -239,24 +231,44 @@ function firstByte(call: Call): void {
 }
 
 /**
- * Passes the upstream's bytes through as they come. If the upstream breaks mid-stream (the
- * server crashed, a timeout), the client gets a final `data: {"error":…}` event, the way SGLang
- * itself reports errors once the status is sent, instead of a silently truncated stream.
+ * Passes the upstream's bytes through as they come: each chunk is written the moment it arrives
+ * (no coalescing of events), and the upstream is paused while the client's socket buffer is
+ * full. If the upstream breaks mid-stream (the server crashed, a timeout), the client gets a
+ * final `data: {"error":…}` event, the way SGLang itself reports errors once the status is sent,
+ * instead of a silently truncated stream. A plain event relay rather than stream.pipeline: this
+ * runs per token for every open stream, and each stream layer costs CPU per event.
  */
-async function* endWithErrorEvent(
-  call: Call, upstream: Request, onBreak: (err: ApiError) => void,
-): AsyncGenerator<Buffer> {
-  try {
-    for await (const chunk of upstream) {
+function relay(call: Call, upstream: Request): Promise<'done' | 'client left' | ApiError> {
+  const res = call.ctx.res;
+  return new Promise((resolve) => {
+    const resume = (): void => {
+      upstream.resume();
+    };
+    const clientLeft = (): void => {
+      if (!res.writableFinished) finish('client left');
+    };
+    const finish = (end: 'done' | 'client left' | ApiError): void => {
+      res.off('drain', resume);
+      res.off('close', clientLeft);
+      resolve(end);
+    };
+    res.on('drain', resume);
+    res.on('close', clientLeft);
+    upstream.on('data', (chunk: Buffer) => {
       firstByte(call);
-      yield chunk as Buffer;
-    }
-  } catch (err) {
-    if (call.signal.aborted) throw err;
-    const failure = upstreamFailure(call, err, 'stream_broken');
-    onBreak(failure);
-    yield Buffer.from(`data: ${JSON.stringify(failure.toBody())}\n\n`);
-  }
+      if (!res.write(chunk)) upstream.pause();
+    });
+    upstream.once('end', () => {
+      res.end();
+      finish('done');
+    });
+    upstream.once('error', (err) => {
+      if (call.signal.aborted) return finish('client left');
+      const failure = upstreamFailure(call, err, 'stream_broken');
+      res.end(`data: ${JSON.stringify(failure.toBody())}\n\n`);
+      finish(failure);
+    });
+  });
 }
 
 function responseOf(upstream: Request): Promise<IncomingMessage> {

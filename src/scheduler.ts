@@ -132,6 +132,9 @@ class Slot {
   servedSinceWake = false;
   /** GPU memory it took at its last wake, as nvidia-smi showed it (null: unknown). */
   memoryMb: number | null = null;
+  /** Settles once memoryMb is known for the last wake: measured after the wake without holding
+   * the requests back, and awaited before anything relies on it (the next sleep's wait). */
+  memoryMeasured: Promise<void> = Promise.resolve();
   modelPath: string | null;
   readonly server: ModelServer;
   readonly process: ModelProcess;
@@ -165,6 +168,9 @@ export class Scheduler {
   private readonly retiring = new Set<Slot>();
   private readonly observer: SchedulerObserver;
   private readonly gpu = new GpuMemory();
+  /** When a model last released its GPU memory or lost its process: an nvidia-smi reading from
+   * before then may still count that memory. */
+  private gpuLetGoAt = 0;
 
   constructor(specs: readonly ModelSpec[], private readonly opts: SchedulerOptions) {
     this.observer = opts.observer ?? NO_OBSERVER;
@@ -237,7 +243,7 @@ export class Scheduler {
         this.setState(slot, 'draining');
         await this.until(() => slot.inflight === 0);
       }
-      const memoryBefore = await this.gpu.used();
+      const memoryBefore = await this.gpu.used(slot.awakeSince);
       await this.stopModel(slot, 'stopped');
       await this.memoryFreed(slot, memoryBefore, 'was stopped');
       if (this.active === slot) this.active = null;
@@ -367,6 +373,7 @@ export class Scheduler {
     for (const slot of all) this.failWaiters(slot, err);
     await Promise.all(all.map((s) => s.process.stop(this.opts.stopGraceMs)));
     for (const slot of all) slot.server.close();
+    await this.gpu.close();
   }
 
   /** Runs a control operation on the driver, after the operations queued before it. */
@@ -406,7 +413,9 @@ export class Scheduler {
         released = true;
         slot.inflight--;
         slot.lastUsed = Date.now();
-        if (slot.inflight === 0) this.kick(); // idle sleep may be due later
+        // With idle sleep the driver must run to arm its timer; otherwise only a waiting driver
+        // cares (a drain), and starting a pass per request would be wasted work.
+        if (slot.inflight === 0 && this.opts.idleSleepMs !== null) this.kick();
         else this.notify();
       },
     };
@@ -415,6 +424,7 @@ export class Scheduler {
   private setState(slot: Slot, state: ModelState): void {
     if (slot.state === state) return;
     log.debug(`model ${slot.name}: ${slot.state} -> ${state}`);
+    if (state === 'asleep' || state === 'stopped' || state === 'failed') this.gpuLetGoAt = Date.now();
     slot.state = state;
   }
 
@@ -539,6 +549,7 @@ export class Scheduler {
   /** Waits until the GPU shows the memory `slot` took at its wake given back (only when it
    * took some: a server that holds nothing would never show a drop). */
   private async memoryFreed(slot: Slot, before: number | null, what: string): Promise<void> {
+    await slot.memoryMeasured;
     if (!slot.memoryMb) return;
     await this.gpu.waitBelow(before, this.opts.switchTimeoutMs, `${slot.name} ${what}`);
   }
@@ -599,7 +610,8 @@ export class Scheduler {
     }
     this.observer.phase({ model: from.name, phase: 'drain', ok: true, ms: Date.now() - drainStarted });
     const started = Date.now();
-    const memoryBefore = await this.gpu.used();
+    // A reading from while it was awake, not one from before its wake.
+    const memoryBefore = await this.gpu.used(from.awakeSince);
     let released = false;
     if (from.process.running && from.spec.memorySaver && (await this.confirmIdle(from))) {
       this.setState(from, 'sleeping');
@@ -651,7 +663,7 @@ export class Scheduler {
     this.active = slot;
     const started = Date.now();
     const phase = slot.state === 'asleep' && slot.process.running ? 'wake' : 'start';
-    const memoryBefore = await this.gpu.used();
+    const memoryBefore = await this.gpu.used(this.gpuLetGoAt);
     try {
       if (phase === 'wake') {
         this.setState(slot, 'waking');
@@ -674,10 +686,9 @@ export class Scheduler {
         }
         log.info(`model ${slot.name}: ready (started in ${Date.now() - started} ms)`);
       }
-      const memoryAfter = await this.gpu.used();
-      slot.memoryMb = memoryBefore !== null && memoryAfter !== null ? Math.max(0, memoryAfter - memoryBefore) : null;
-      this.setState(slot, 'awake');
       slot.awakeSince = Date.now();
+      slot.memoryMeasured = this.measureTaken(slot, memoryBefore, slot.awakeSince);
+      this.setState(slot, 'awake');
       slot.lastUsed = slot.awakeSince;
       slot.servedSinceWake = false;
       slot.lastError = null;
@@ -695,6 +706,13 @@ export class Scheduler {
       if (this.active === slot) this.active = null;
       return false;
     }
+  }
+
+  /** Sets `slot.memoryMb` from the first nvidia-smi reading after its wake ended at `woke`. */
+  private async measureTaken(slot: Slot, before: number | null, woke: number): Promise<void> {
+    slot.memoryMb = null;
+    const after = before === null ? null : await this.gpu.used(woke);
+    slot.memoryMb = before !== null && after !== null ? Math.max(0, after - before) : null;
   }
 
   private async waitReady(slot: Slot): Promise<void> {

@@ -2,10 +2,11 @@
 // docs/scheduling.md or an SGLang fact the daemon once broke. Waits are on events (log lines,
 // ledger events, /health states).
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { Daemon, launchScript } from './support/daemon.js';
+import { Daemon, launchScript, pidGone, repoRoot } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 const daemons: Daemon[] = [];
@@ -103,5 +104,28 @@ describe('hazard 4 (memory still in use for a while after release answered)', ()
     assert.equal(r.body.choices?.[0]?.message?.content, expectedReply('a', 2), JSON.stringify(r.body));
     const refused = d.ledger().filter((e) => e.event === 'oom' || e.event === 'hang');
     assert.deepEqual(refused.map((e) => `${e.event} ${e.model}`), [], 'a start or a resume met memory not yet freed');
+  });
+
+  test('nvidia-smi is started once for the daemon, not for every reading (a start costs 50-100 ms on a GPU host)', async () => {
+    const bin = mkdtempSync(join(tmpdir(), 'sglangmux-smi-'));
+    const calls = join(bin, 'calls');
+    writeFileSync(join(bin, 'nvidia-smi'), `#!/usr/bin/env bash\necho "$$ $*" >> '${calls}'\nexec '${join(repoRoot, 'src', 'simulator', 'bin', 'nvidia-smi')}' "$@"\n`, { mode: 0o755 });
+    const d = await start({
+      models: [{ name: 'a' }, { name: 'b' }],
+      env: { SGLANG_SIM_FREE_LAG_MS: '200', PATH: `${bin}:${process.env.PATH ?? ''}` },
+      args: ['--min-active-secs', '0'],
+    });
+    for (const model of ['a', 'b', 'a', 'b']) {
+      const r = await d.chat(model, 2);
+      assert.equal(r.body.choices?.[0]?.message?.content, expectedReply(model, 2), JSON.stringify(r.body));
+    }
+    const refused = d.ledger().filter((e) => e.event === 'oom' || e.event === 'hang');
+    assert.deepEqual(refused.map((e) => `${e.event} ${e.model}`), [], 'a start or a resume met memory not yet freed');
+    const lines = readFileSync(calls, 'utf8').trim().split('\n');
+    assert.equal(lines.length, 1, `nvidia-smi started ${lines.length} times for 2 starts and 4 switches:\n${lines.join('\n')}`);
+    assert.match(lines[0], / -lms \d+$/);
+    await d.stop();
+    assert.ok(pidGone(Number(lines[0].split(' ')[0])), 'nvidia-smi still runs after the daemon stopped');
+    rmSync(bin, { recursive: true, force: true });
   });
 });

@@ -5,10 +5,9 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, chmodSync, closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { simPythonPath } from '../../test/support/sim.js';
+import { freePort, simPythonPath } from '../../test/support/sim.js';
 
 const started = new Set<ChildProcess>();
 const running = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null && child.pid !== undefined;
@@ -42,13 +41,6 @@ export async function stopAll(graceMs = 12_000): Promise<void> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** GET a path; resolves with status and body, rejects on a connection error. */
 export function get(port: number, path: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {

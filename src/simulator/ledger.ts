@@ -122,7 +122,12 @@ function tally(events: readonly LedgerEvent[], now: number): { used: number; hol
 /** MB in use on the simulated GPU now, as nvidia-smi would show it: memory of a simulator that
  * died without writing its free counts as given back. Read-only. */
 export function usedNow(path: string): number {
-  const { used, holders } = tally(readEvents(path), Date.now());
+  return usedBy(readEvents(path), Date.now());
+}
+
+/** usedNow over events already read (a reader that follows the file keeps them). */
+export function usedBy(events: readonly LedgerEvent[], now: number): number {
+  const { used, holders } = tally(events, now);
   let total = used;
   for (const [pid, h] of holders) if (h.mb > 0 && !isAlive(pid)) total -= h.mb;
   return total;

@@ -2,23 +2,17 @@
 // its own ports, ledger and logs. Waits are on events (log lines, /health states) with deadlines.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readLedger, simPythonPath, type LedgerEvent } from './sim.js';
+import { freePort, readLedger, simPythonPath, type LedgerEvent } from './sim.js';
+
+export { freePort };
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 /** The daemon under test: the checkout's bundle, or another build named by SGLANGMUX_TEST_BUNDLE. */
 export const bundle = process.env.SGLANGMUX_TEST_BUNDLE ?? join(repoRoot, 'dist', 'sglangmux.mjs');
 
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** True when no process has that pid any more (`kill(pid, 0)` fails with ESRCH). */
 export function pidGone(pid: number): boolean {

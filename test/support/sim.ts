@@ -1,11 +1,28 @@
 // Helpers for tests that run the SGLang simulator: read its ledger, know the correct answers,
 // build its environment. See docs/simulator.md.
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { LedgerEvent, LedgerEventKind } from '../../src/simulator/events.js';
 import { readEvents } from '../../src/simulator/ledger.js';
 
 export type { LedgerEvent, LedgerEventKind } from '../../src/simulator/events.js';
 export { expectedReply, isGarbage } from '../../src/simulator/reply.js';
+
+const handedOut = new Set<number>();
+
+/** A port nothing listens on now, never the same twice in this process: the kernel may give a
+ * just-closed port out again, and two servers of one test must not be told the same port. */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const { port } = srv.address() as { port: number };
+    await new Promise((r) => srv.close(r));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
 
 /** Every event of a ledger file, in file order ([] if the file does not exist yet). */
 export function readLedger(path: string): LedgerEvent[] {
