@@ -5,64 +5,86 @@
 //
 // Starting nvidia-smi takes 50-100 ms on a GPU host, and a switch needs several readings, so one
 // nvidia-smi runs in a loop (`-lms`) from the first reading on, for the daemon's life; readings
-// are its latest lines.
+// are its latest lines. Each line carries nvidia-smi's own timestamp, so a reading is known to
+// be from after an event even if its output reached us late.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { log } from './log.js';
 
-const SAMPLE_MS = 50;
-/** How long a reading may wait for nvidia-smi's first line after it was started. */
-const FIRST_READING_TIMEOUT_MS = 10_000;
+const QUERY = ['--query-gpu=timestamp,index,memory.used', '--format=csv,noheader,nounits'];
+/** Often enough that the wait after a release adds ~10 ms on average to a switch. */
+const SAMPLE_MS = 20;
+/** How long a reading may wait for nvidia-smi's lines before the check is given up. */
+const READING_TIMEOUT_MS = 10_000;
+/** After nvidia-smi ended without a reading (not for a missing binary), no new try before this. */
+const RETRY_MS = 30_000;
+const STOP_GRACE_MS = 2000;
 
-/** Memory in use over all GPUs, and when the oldest of the per-GPU values in it arrived. */
+/** Memory in use over all GPUs, and when the oldest of the per-GPU values in it was sampled. */
 interface Reading {
   readonly mb: number;
   readonly at: number;
 }
 
-/** idle: not running (not needed yet, or exited after giving readings: started again when
- * needed); unavailable: not installed, or it never gave a reading. */
+/** idle: not running (not needed yet, or ended: started again when needed); unavailable: not
+ * installed, reports no memory figure, or the daemon is stopping. */
 type SamplerState = 'idle' | 'running' | 'unavailable';
+
+/** `2026/11/27 10:20:01.123` (nvidia-smi's timestamp, local time) in epoch ms, or null. */
+export function parseSmiTimestamp(s: string): number | null {
+  const m = /^(\d{4})\/(\d{2})\/(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?$/.exec(s);
+  if (!m) return null;
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  return new Date(y, mo - 1, d, h, mi, sec, Number((m[7] ?? '0').padEnd(3, '0'))).getTime();
+}
 
 export class GpuMemory {
   private state: SamplerState = 'idle';
   private child: ChildProcess | null = null;
+  /** Every nvidia-smi started and not yet ended (one, or a given-up one still exiting). */
+  private readonly alive = new Set<ChildProcess>();
+  /** The current sampler has printed every GPU once: only then is a sum a whole reading. */
+  private complete = false;
+  private retryAt = 0;
   private readonly perGpu = new Map<string, Reading>();
   /** Called on every new line and when the sampler stops; each returns true when done. */
   private readonly watchers = new Set<() => boolean>();
 
   constructor(private readonly command = 'nvidia-smi') {}
 
-  /** MiB in use over all GPUs, from a line that arrived at or after `since` (epoch ms; 0: the
-   * latest), or null when nvidia-smi cannot tell. */
+  /** MiB in use over all GPUs, sampled at or after `since` (epoch ms; 0: the latest), or null
+   * when nvidia-smi cannot tell. */
   async used(since = 0): Promise<number | null> {
-    const reading = await this.waitFor((r) => r.at >= since, FIRST_READING_TIMEOUT_MS);
+    const reading = await this.waitFor((r) => r.at >= since, READING_TIMEOUT_MS);
     return reading?.mb ?? null;
   }
 
-  /** Waits until less memory is in use than `before` (measured before the sleep), up to
-   * `timeoutMs`; then goes on with a warning. */
-  async waitBelow(before: number | null, timeoutMs: number, what: string): Promise<void> {
+  /** Waits until a reading sampled after `since` (when the memory was let go) shows less in use
+   * than `before`, up to `timeoutMs`; then goes on with a warning. */
+  async waitBelow(before: number | null, since: number, timeoutMs: number, what: string): Promise<void> {
     if (before === null) return;
-    const freed = await this.waitFor((r) => r.mb < before, timeoutMs);
-    if (freed === null && this.state === 'running') {
-      log.warn(`GPU memory still ${this.latest()?.mb} MiB ${timeoutMs} ms after ${what} (was ${before} MiB); going on`);
-    }
+    const freed = await this.waitFor((r) => r.at >= since && r.mb < before, timeoutMs);
+    if (freed !== null || this.state === 'unavailable') return; // unavailable: said once already
+    const now = this.latest();
+    log.warn(now === null
+      ? `cannot tell whether the GPU memory of ${what} is free (nvidia-smi gave no reading); going on`
+      : `GPU memory still ${now.mb} MiB ${timeoutMs} ms after ${what} (was ${before} MiB); going on`);
   }
 
-  /** Stops nvidia-smi; resolves once it has exited. */
+  /** Stops nvidia-smi; resolves once it has exited (or after a grace period and a SIGKILL). */
   async close(): Promise<void> {
-    const child = this.child;
-    this.state = 'unavailable';
-    this.stopped();
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill();
-    await exited;
+    this.stopped('unavailable');
+    await Promise.all([...this.alive].map(async (child) => {
+      const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+      child.kill();
+      const grace = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2 * STOP_GRACE_MS).unref())]);
+      clearTimeout(grace);
+    }));
   }
 
   private latest(): Reading | null {
-    if (this.perGpu.size === 0) return null;
+    if (!this.complete) return null;
     let mb = 0;
     let at = Infinity;
     for (const r of this.perGpu.values()) {
@@ -95,56 +117,77 @@ export class GpuMemory {
   }
 
   private ensureRunning(): void {
-    if (this.state !== 'idle') return;
+    if (this.state !== 'idle' || Date.now() < this.retryAt) return;
     this.state = 'running';
-    const child = spawn(this.command, ['--query-gpu=index,memory.used', '--format=csv,noheader,nounits', '-lms', String(SAMPLE_MS)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(this.command, [...QUERY, '-lms', String(SAMPLE_MS)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    this.alive.add(child);
     const killOnExit = (): void => {
       child.kill();
     };
     process.once('exit', killOnExit);
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-500);
-    });
+    let said = '';
+    const remember = (text: string): void => {
+      said = (said + text).slice(-500);
+    };
+    child.stderr.on('data', (chunk: Buffer) => remember(chunk.toString('utf8')));
     createInterface({ input: child.stdout }).on('line', (line) => {
-      const [index, value] = line.split(',').map((s) => s.trim());
+      if (this.child !== child) return; // late output of a sampler already given up
+      const [stamp, index, value] = line.split(',').map((s) => s.trim());
+      if (index === undefined || value === undefined) {
+        remember(`${line}\n`); // e.g. "No devices were found" is said on stdout
+        return;
+      }
       const mb = Number(value);
-      if (index === undefined || !Number.isFinite(mb)) return;
-      this.perGpu.set(index, { mb, at: Date.now() });
-      this.notify();
+      if (value === '' || !Number.isFinite(mb)) {
+        log.warn(`${this.command} shows no memory figure for GPU ${index} (${value}): not checking that released GPU memory is free before a wake`);
+        this.stopped('unavailable');
+        child.kill();
+        return;
+      }
+      // The first index seen again means every GPU has been printed once.
+      if (this.perGpu.has(index)) this.complete = true;
+      this.perGpu.set(index, { mb, at: parseSmiTimestamp(stamp ?? '') ?? Date.now() });
+      if (this.complete) this.notify();
     });
-    child.once('error', (err: NodeJS.ErrnoException) => {
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      if (child.pid === undefined) this.alive.delete(child); // never started: no 'close' to wait for
+      if (this.child !== child) return;
       process.removeListener('exit', killOnExit);
       if (err.code === 'ENOENT') {
         log.info(`${this.command} not found: not checking that released GPU memory is free before a wake`);
+        this.stopped('unavailable');
       } else {
-        log.warn(`${this.command} failed: ${err.message}`);
+        log.warn(`${this.command} failed: ${err.message}; trying again in ${RETRY_MS / 1000} s`);
+        this.retryAt = Date.now() + RETRY_MS;
+        this.stopped('idle');
       }
-      this.state = 'unavailable';
-      this.stopped();
     });
-    child.once('exit', (code, signal) => {
+    // 'close', not 'exit': every line it wrote has been read by then.
+    child.once('close', (code, signal) => {
       process.removeListener('exit', killOnExit);
-      if (this.child !== child || this.state !== 'running') return;
-      const why = `${signal ?? `exit code ${code}`}${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`;
-      if (this.perGpu.size === 0) {
-        log.warn(`${this.command} ended without a reading (${why}): not checking that released GPU memory is free before a wake`);
-        this.state = 'unavailable';
+      this.alive.delete(child);
+      if (this.child !== child) return;
+      const last = said.trim().split('\n').pop() ?? '';
+      const why = `${signal ?? `exit code ${code}`}${last ? `: ${last}` : ''}`;
+      if (!this.complete) {
+        log.warn(`${this.command} ended without a memory reading (${why}): not checking that released GPU memory is free before a wake; trying again in ${RETRY_MS / 1000} s`);
+        this.retryAt = Date.now() + RETRY_MS;
       } else {
-        log.warn(`${this.command} ended (${why}); starting it again when next needed`);
-        this.state = 'idle';
+        log.warn(`${this.command} ended (${why}); starting it again`);
       }
-      this.stopped();
+      this.stopped('idle');
     });
   }
 
-  /** The sampler is gone: its readings are no longer current. */
-  private stopped(): void {
+  /** The sampler is gone: its readings are no longer current. A switch waiting for a reading
+   * goes on with a new sampler at once (unless nvidia-smi is given up on for now). */
+  private stopped(next: 'idle' | 'unavailable'): void {
     this.child = null;
     this.perGpu.clear();
+    this.complete = false;
+    this.state = next;
+    if (this.watchers.size > 0) this.ensureRunning();
     this.notify();
   }
 

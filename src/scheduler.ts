@@ -551,7 +551,7 @@ export class Scheduler {
   private async memoryFreed(slot: Slot, before: number | null, what: string): Promise<void> {
     await slot.memoryMeasured;
     if (!slot.memoryMb) return;
-    await this.gpu.waitBelow(before, this.opts.switchTimeoutMs, `${slot.name} ${what}`);
+    await this.gpu.waitBelow(before, this.gpuLetGoAt, this.opts.switchTimeoutMs, `${slot.name} ${what}`);
   }
 
   /** When the awake model must stop admitting for others: once it has been awake for the
@@ -712,6 +712,7 @@ export class Scheduler {
   private async measureTaken(slot: Slot, before: number | null, woke: number): Promise<void> {
     slot.memoryMb = null;
     const after = before === null ? null : await this.gpu.used(woke);
+    if (slot.awakeSince !== woke) return; // woken again meanwhile: that wake measures
     slot.memoryMb = before !== null && after !== null ? Math.max(0, after - before) : null;
   }
 

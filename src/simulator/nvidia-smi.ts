@@ -1,7 +1,7 @@
 // A stand-in for `nvidia-smi` over the simulators' shared ledger (bundled to
 // dist/sim-nvidia-smi.mjs, run by src/simulator/bin/nvidia-smi). It answers the query sglangmux
-// makes, `--query-gpu=[index,]memory.used --format=csv,noheader,nounits`, once or in a loop
-// (`-lms N` / `--loop-ms=N`, `-l N` / `--loop=N` in seconds), so the daemon's wait for released
+// makes, `--query-gpu=timestamp,index,memory.used --format=csv,noheader,nounits` (any of those
+// fields, in any order), once or in a loop (`-lms N` / `--loop-ms=N`, `-l N` / `--loop=N` in seconds), so the daemon's wait for released
 // memory to be really free (SGLANG-FACTS hazard 4) runs against the simulator too. One GPU, index 0.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
@@ -10,12 +10,20 @@ import { usedBy, usedNow } from './ledger.js';
 
 const argv = process.argv.slice(2);
 const ledger = process.env.SGLANG_SIM_LEDGER;
-const query = /--query-gpu=((?:index,)?memory\.used)\b/.exec(argv.join(' '));
-if (!query) {
-  process.stderr.write('sglang simulator: this nvidia-smi answers only --query-gpu=[index,]memory.used --format=csv,noheader,nounits\n');
+const FIELDS = ['timestamp', 'index', 'memory.used'] as const;
+type Field = (typeof FIELDS)[number];
+const fields = /--query-gpu=(\S+)/.exec(argv.join(' '))?.[1]?.split(',') ?? [];
+const isField = (f: string): f is Field => (FIELDS as readonly string[]).includes(f);
+if (!fields.includes('memory.used') || !fields.every(isField) || !argv.includes('--format=csv,noheader,nounits')) {
+  process.stderr.write('sglang simulator: this nvidia-smi answers only --query-gpu= with timestamp, index, memory.used, and --format=csv,noheader,nounits\n');
   process.exit(2);
 }
-const withIndex = query[1].startsWith('index,');
+
+/** nvidia-smi's timestamp format, local time: `2026/11/27 10:20:01.123`. */
+function timestamp(d: Date): string {
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+  return `${d.getFullYear()}/${p(d.getMonth() + 1)}/${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
 
 /** The loop period in ms asked for, or null for a single answer. */
 function loopMs(): number | null {
@@ -29,7 +37,8 @@ function loopMs(): number | null {
 }
 
 function print(mb: number): void {
-  process.stdout.write(withIndex ? `0, ${Math.round(mb)}\n` : `${Math.round(mb)}\n`);
+  const value: Record<Field, string> = { timestamp: timestamp(new Date()), index: '0', 'memory.used': String(Math.round(mb)) };
+  process.stdout.write(`${fields.map((f) => value[f as Field]).join(', ')}\n`);
 }
 
 /** In a loop, the ledger is followed: only its new lines are read at each sample, and only the
@@ -62,7 +71,11 @@ class LedgerFollower {
         this.partial = lines.pop() ?? '';
         for (const line of lines) {
           if (!line.includes('"event":"alloc"') && !line.includes('"event":"free"')) continue;
-          this.memory.push(JSON.parse(line) as LedgerEvent);
+          try {
+            this.memory.push(JSON.parse(line) as LedgerEvent);
+          } catch {
+            // not a ledger line: nothing to count
+          }
         }
       }
     } finally {
