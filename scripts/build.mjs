@@ -1,13 +1,20 @@
 // Bundles the daemon and the SGLang simulator into single ESM files under dist/.
 // Plain (not minified) so a user can read what runs on their machine.
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 // CommonJS dependencies (koa, yargs) call require() for Node built-ins; an ESM bundle needs a real require.
 const banner = {
   js: "import { createRequire as __sglangmuxCreateRequire } from 'node:module';\nconst require = __sglangmuxCreateRequire(import.meta.url);",
 };
 
+// koa, accepts and co-body each pin their own mime-db (a 200 KB JSON database, three copies in
+// the bundle); the newest serves all three (same format, a superset), and the daemon starts
+// about 30 ms sooner for parsing less.
+const mimeDb = fileURLToPath(new URL('../node_modules/mime-db', import.meta.url));
+
 const common = {
   bundle: true,
+  alias: { 'mime-db': mimeDb },
   platform: 'node',
   format: 'esm',
   target: 'node20',
