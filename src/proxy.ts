@@ -141,12 +141,14 @@ class WaitingStream {
 async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number): Promise<Outcome> {
   const { ctx, signal } = call;
   const upstream = lease.server.forward(ctx.path, { body, signal, stream: call.stream, timeoutMs });
+  const failedBeforeAnswer = (err: unknown): Outcome => (signal.aborted
+    ? { status: CLIENT_CLOSED, note: 'client left before the answer' }
+    : fail(call, upstreamFailure(call, err)));
   let response: IncomingMessage;
   try {
     response = await responseOf(upstream);
   } catch (err) {
-    if (signal.aborted) return { status: CLIENT_CLOSED, note: 'client left before the answer' };
-    return fail(call, upstreamFailure(call, err));
+    return failedBeforeAnswer(err);
   }
   const status = response.statusCode ?? 502;
   const contentType = String(response.headers['content-type'] ?? '');
@@ -169,8 +171,7 @@ async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number
   try {
     raw = await collect(upstream);
   } catch (err) {
-    if (signal.aborted) return { status: CLIENT_CLOSED, note: 'client left before the answer' };
-    return fail(call, upstreamFailure(call, err));
+    return failedBeforeAnswer(err);
   }
   let parsed: unknown;
   try {

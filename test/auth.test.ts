@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import OpenAI from 'openai';
-import { bundle, Daemon } from './support/daemon.js';
+import { bundle, Daemon, useDaemon } from './support/daemon.js';
 import { expectedReply } from './support/sim.js';
 
 const API_KEY = 'sk-inference-7f3a9c1e5b';
@@ -140,16 +140,10 @@ function keyChecks(get: () => Daemon): void {
 
 describe('keys from the flags (API) and the environment (admin), with CORS', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [M],
-      args: ['--api-key', API_KEY, '--cors-origin', ORIGIN],
-      env: { SGLANGMUX_ADMIN_API_KEY: ADMIN_KEY },
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [M],
+    args: ['--api-key', API_KEY, '--cors-origin', ORIGIN],
+    env: { SGLANGMUX_ADMIN_API_KEY: ADMIN_KEY },
   });
 
   keyChecks(() => d);
@@ -193,16 +187,10 @@ describe('keys from the flags (API) and the environment (admin), with CORS', () 
 
 describe('keys from the environment (API) and the flags (admin), no CORS', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [M],
-      args: ['--admin-api-key', ADMIN_KEY],
-      env: { SGLANGMUX_API_KEY: API_KEY },
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [M],
+    args: ['--admin-api-key', ADMIN_KEY],
+    env: { SGLANGMUX_API_KEY: API_KEY },
   });
 
   keyChecks(() => d);

@@ -4,9 +4,9 @@
 // --host 0.0.0.0 without one, the admin key right, wrong or missing.
 import assert from 'node:assert/strict';
 import { appendFileSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { isLoopback } from '../src/auth.js';
-import { Daemon } from './support/daemon.js';
+import { Daemon, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 interface Detail {
@@ -130,13 +130,7 @@ test('isLoopback: 127.0.0.0/8, ::1, mapped IPv4 and localhost; nothing else', ()
 
 describe('control API on a loopback listener without an admin key', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({ models: [{ name: 'a' }, { name: 'org/b' }], args: ['--min-active-secs', '0'] });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
-  });
+  useDaemon((started) => (d = started), { models: [{ name: 'a' }, { name: 'org/b' }], args: ['--min-active-secs', '0'] });
 
   test('GET /admin/models and /admin/models/{id}: state, port, pid, errors, log paths, time awake', async () => {
     const { object, data } = await json<{ object: string; data: Detail[] }>(await control(d, ''));

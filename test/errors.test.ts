@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { Daemon, type ModelDef } from './support/daemon.js';
+import { Daemon, type ModelDef, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 interface OpenAIError {
@@ -150,13 +150,7 @@ function fakeServer(mode: 'reset' | 'text'): string {
 
 describe('client errors', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({ models: [{ name: 'a' }] });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
-  });
+  useDaemon((started) => (d = started), { models: [{ name: 'a' }] });
 
   interface Case {
     readonly name: string;
@@ -376,15 +370,9 @@ describe('upstream errors', () => {
 
 describe('model ready timeout', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'late', env: { SGLANG_SIM_STARTUP_MS: '4000' } }, { name: 'a' }],
-      args: ['--model-ready-timeout-secs', '1', ...SWITCH_AT_ONCE],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'late', env: { SGLANG_SIM_STARTUP_MS: '4000' } }, { name: 'a' }],
+    args: ['--model-ready-timeout-secs', '1', ...SWITCH_AT_ONCE],
   });
 
   test('a model slower than --model-ready-timeout-secs is failed; its requests get 503 naming why; the other serves', async () => {
@@ -408,15 +396,9 @@ describe('model ready timeout', () => {
 
 describe('model switch timeout', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'b' }, { name: 'a', env: { SGLANG_SIM_TOKEN_MS: '20' } }],
-      args: ['--model-switch-timeout-secs', '1', ...SWITCH_AT_ONCE],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'b' }, { name: 'a', env: { SGLANG_SIM_TOKEN_MS: '20' } }],
+    args: ['--model-switch-timeout-secs', '1', ...SWITCH_AT_ONCE],
   });
 
   test('a request that cannot get its model in time -> 503 timed out; no crash; both models serve after', async () => {

@@ -4,7 +4,7 @@
 // Requests that do not wait, and non-streaming ones, are answered as without the option.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Daemon, sseData } from './support/daemon.js';
+import { Daemon, sseData, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 const CHAT = '/v1/chat/completions';
@@ -92,15 +92,9 @@ describe('keepalive comments while a stream waits for its model', () => {
 
 describe('keepalive: a wait that fails', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'b' }, { name: 'a' }],
-      args: ['--sse-keepalive-secs', '0.2', '--min-active-secs', '0', '--model-switch-timeout-secs', '1'],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'b' }, { name: 'a' }],
+    args: ['--sse-keepalive-secs', '0.2', '--min-active-secs', '0', '--model-switch-timeout-secs', '1'],
   });
 
   test('ends the stream with an error event in the OpenAI shape (503 model not ready)', async () => {

@@ -3,8 +3,8 @@
 // byte, a switch with its from/to, drain/sleep/wake phases, queue and in-flight gauges during a
 // wait, the state gauge, an upstream error and a process restart.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Daemon, sseData } from './support/daemon.js';
+import { describe, test } from 'node:test';
+import { Daemon, sseData, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 interface Sample {
@@ -99,15 +99,9 @@ test('the parser reads labels with escapes, +Inf, NaN (as prom-client writes it)
 
 describe('/metrics', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'crashy', env: { SGLANG_SIM_CRASH_AFTER_TOKENS: '4' } }, { name: 'org/a' }, { name: 'b' }],
-      args: ['--min-active-secs', '0'],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'crashy', env: { SGLANG_SIM_CRASH_AFTER_TOKENS: '4' } }, { name: 'org/a' }, { name: 'b' }],
+    args: ['--min-active-secs', '0'],
   });
 
   test('after bootstrap: one state per model at 1, queues empty, starts timed, process metrics', async () => {

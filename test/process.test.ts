@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Daemon, freePort, pidGone as gone, type Health, type ModelDef } from './support/daemon.js';
+import { Daemon, freePort, pidGone as gone, type Health, type ModelDef, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply, type LedgerEvent } from './support/sim.js';
 
 /** Pids of the launch scripts, from the daemon's `model X: starting <script> (pid N, port P)` lines. */
@@ -78,18 +78,22 @@ async function errorOf(res: Response): Promise<{ status: number; message: string
   return { status: res.status, message: body.error.message, type: body.error.type, code: body.error.code };
 }
 
+/** After model a failed to start: /health shows it failed, and b, awake, still answers. */
+async function assertAFailedBServes(d: Daemon): Promise<void> {
+  const h = await d.health();
+  assert.equal(stateOf(h, 'a'), 'failed');
+  assert.equal(stateOf(h, 'b'), 'awake');
+  const b = await d.chat('b', 3);
+  assert.equal(b.status, 200);
+  assert.equal(b.body.choices?.[0]?.message?.content, expectedReply('b', 3));
+}
+
 describe('a model process killed while a request waits for it', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      // b is awake after bootstrap; its tokens are slow so a long generation keeps it busy.
-      models: [{ name: 'a' }, { name: 'b', env: { SGLANG_SIM_TOKEN_MS: '20' } }],
-      args: ['--model-switch-timeout-secs', '60', ...NO_ACTIVE_WINDOW],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    // b is awake after bootstrap; its tokens are slow so a long generation keeps it busy.
+    models: [{ name: 'a' }, { name: 'b', env: { SGLANG_SIM_TOKEN_MS: '20' } }],
+    args: ['--model-switch-timeout-secs', '60', ...NO_ACTIVE_WINDOW],
   });
 
   test('the waiting request gets a 503 at once; /health shows failed; the next request restarts it', async () => {
@@ -137,13 +141,7 @@ describe('a model process killed while a request waits for it', () => {
 
 describe('the awake model process killed', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({ models: [{ name: 'a' }, { name: 'b' }], args: NO_ACTIVE_WINDOW });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
-  });
+  useDaemon((started) => (d = started), { models: [{ name: 'a' }, { name: 'b' }], args: NO_ACTIVE_WINDOW });
 
   test('/health shows failed; the next request restarts it and succeeds', async () => {
     assert.equal(d.state(await d.health(), 'b'), 'awake');
@@ -305,13 +303,7 @@ describe('per-model log files', () => {
   let d: Daemon;
   const qwen = 'Qwen/Qwen3-0.6B';
   const sneaky = '../evil/m.1';
-  before(async () => {
-    d = await Daemon.start({ models: [{ name: qwen }, { name: sneaky }], args: NO_ACTIVE_WINDOW });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
-  });
+  useDaemon((started) => (d = started), { models: [{ name: qwen }, { name: sneaky }], args: NO_ACTIVE_WINDOW });
 
   test('sanitized names under --log-dir, with the servers\' output, nothing outside', async () => {
     for (const model of [qwen, sneaky]) {
@@ -344,15 +336,9 @@ describe('per-model log files', () => {
 
 describe('a launch script that exits at once', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'a', env: { SGLANG_SIM_EXIT_AT_START: '3' } }, { name: 'b' }],
-      args: NO_ACTIVE_WINDOW,
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'a', env: { SGLANG_SIM_EXIT_AT_START: '3' } }, { name: 'b' }],
+    args: NO_ACTIVE_WINDOW,
   });
 
   test('is reported with its exit code and stderr log; the other model serves', async () => {
@@ -360,12 +346,7 @@ describe('a launch script that exits at once', () => {
     await d.waitLog(new RegExp(`ERROR model a: failed to start: a exited with code 3 \\(see ${escapeRe(stderrLog)}\\)`), 5000, true);
     await d.waitLog(/bootstrap done: 1 of 2 models started; awake: b/, 5000, true);
     assert.match(readFileSync(stderrLog, 'utf8'), /simulated startup failure \(SGLANG_SIM_EXIT_AT_START=3\)/);
-    const h = await d.health();
-    assert.equal(stateOf(h, 'a'), 'failed');
-    assert.equal(stateOf(h, 'b'), 'awake');
-    const b = await d.chat('b', 3);
-    assert.equal(b.status, 200);
-    assert.equal(b.body.choices?.[0]?.message?.content, expectedReply('b', 3));
+    await assertAFailedBServes(d);
   });
 
   test('a request for it tries again and gets the reason; the other model still serves', async () => {
@@ -430,27 +411,16 @@ describe('a model whose port is taken', () => {
     assert.match(d.output, new RegExp(`ERROR model a: process exited with code 1; its stderr is in ${escapeRe(stderrLog)}`));
     assert.match(d.output, new RegExp(`ERROR model a: failed to start: a exited with code 1 \\(see ${escapeRe(stderrLog)}\\)`));
     assert.match(readFileSync(stderrLog, 'utf8'), /\[Errno 98\] error while attempting to bind on address .*address already in use/);
-    const h = await d.health();
-    assert.equal(stateOf(h, 'a'), 'failed');
-    assert.equal(stateOf(h, 'b'), 'awake');
-    const b = await d.chat('b', 3);
-    assert.equal(b.status, 200);
-    assert.equal(b.body.choices?.[0]?.message?.content, expectedReply('b', 3));
+    await assertAFailedBServes(d);
   });
 });
 
 describe('sequential bootstrap of slow-starting models', () => {
   let d: Daemon;
   const slow = { SGLANG_SIM_STARTUP_MS: '300' };
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'a', env: slow }, { name: 'b', env: slow }, { name: 'c', env: slow }],
-      waitBoot: false,
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'a', env: slow }, { name: 'b', env: slow }, { name: 'c', env: slow }],
+    waitBoot: false,
   });
 
   test('/health answers at once; requests sent meanwhile wait and are answered', async () => {

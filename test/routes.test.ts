@@ -2,8 +2,8 @@
 // server (the model's own answer, 404 included, passes through), GET /v1/models/{id} with ids
 // containing `/`, the model list with each model's state, and OpenAI-shaped 404s elsewhere.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Daemon, sseData } from './support/daemon.js';
+import { describe, test } from 'node:test';
+import { Daemon, sseData, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 interface ModelObject {
@@ -69,13 +69,7 @@ function echoServer(): string {
 
 describe('every POST /v1/* route, forwarded to the same path', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({ models: [{ name: 'echo/one', command: echoServer() }] });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
-  });
+  useDaemon((started) => (d = started), { models: [{ name: 'echo/one', command: echoServer() }] });
 
   for (const path of ['/v1/embeddings', '/v1/rerank', '/v1/score', '/v1/responses', '/v1/images/generations', '/v1/audio/speech']) {
     test(`POST ${path}`, async () => {
@@ -103,19 +97,13 @@ describe('every POST /v1/* route, forwarded to the same path', () => {
 
 describe('models, states and route classes against the simulator', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [
-        { name: 'broken', env: { SGLANG_SIM_EXIT_AT_START: '3' } },
-        { name: 'org/alpha', env: { SGLANG_SIM_RESUME_MS: '1500' } },
-        { name: 'beta' },
-      ],
-      args: ['--min-active-secs', '0'],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [
+      { name: 'broken', env: { SGLANG_SIM_EXIT_AT_START: '3' } },
+      { name: 'org/alpha', env: { SGLANG_SIM_RESUME_MS: '1500' } },
+      { name: 'beta' },
+    ],
+    args: ['--min-active-secs', '0'],
   });
 
   test('/v1/models and /models: OpenAI fields plus the state of each model', async () => {

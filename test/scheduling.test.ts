@@ -2,8 +2,8 @@
 // waiters served in one activation, no stale switch, bounded admission window while others
 // wait, no starvation, aborted waiters, and a request racing the start of a switch.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Daemon } from './support/daemon.js';
+import { describe, test } from 'node:test';
+import { Daemon, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply, type LedgerEvent } from './support/sim.js';
 
 const count = (events: LedgerEvent[], kind: string, model: string): number =>
@@ -33,15 +33,9 @@ async function longStream(d: Daemon, model: string, tokens: number): Promise<{ d
 
 describe('policy with --min-active-secs 0', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '20' } }, { name: 'b' }],
-      args: ['--min-active-secs', '0', '--model-switch-timeout-secs', '20'],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '20' } }, { name: 'b' }],
+    args: ['--min-active-secs', '0', '--model-switch-timeout-secs', '20'],
   });
 
   test('every request waiting for a model is served in one activation', async () => {
@@ -123,15 +117,9 @@ describe('policy with --min-active-secs 0', () => {
 
 describe('policy with a minimum active window', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '10' } }, { name: 'b' }],
-      args: ['--min-active-secs', '2', '--model-switch-timeout-secs', '30'],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '10' } }, { name: 'b' }],
+    args: ['--min-active-secs', '2', '--model-switch-timeout-secs', '30'],
   });
 
   test('a model under constant load yields to a waiter after its window: no starvation', async () => {
@@ -180,16 +168,10 @@ describe('policy with a minimum active window', () => {
 describe('ping-pong traffic', () => {
   let d: Daemon;
   const windowSecs = 0.5;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'a' }, { name: 'b' }],
-      env: { SGLANG_SIM_TOKEN_MS: '10' },
-      args: ['--min-active-secs', String(windowSecs), '--model-switch-timeout-secs', '30'],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'a' }, { name: 'b' }],
+    env: { SGLANG_SIM_TOKEN_MS: '10' },
+    args: ['--min-active-secs', String(windowSecs), '--model-switch-timeout-secs', '30'],
   });
 
   test('two clients hammering two models cost at most one switch per active window', async () => {
@@ -216,15 +198,9 @@ describe('ping-pong traffic', () => {
 
 describe('stale switch', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'b' }, { name: 'a', env: { SGLANG_SIM_RELEASE_MS: '1500' } }],
-      args: ['--min-active-secs', '0'],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'b' }, { name: 'a', env: { SGLANG_SIM_RELEASE_MS: '1500' } }],
+    args: ['--min-active-secs', '0'],
   });
 
   test('a switch whose waiters all left while the old model was being released wakes nothing', async () => {

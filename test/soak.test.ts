@@ -3,8 +3,8 @@
 // in a correct answer or a clear error; nothing hangs, no hazard, the GPU never oversubscribed,
 // and the switch count and the worst wait stay within the bounds the policy implies.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { Daemon, sseData } from './support/daemon.js';
+import { test } from 'node:test';
+import { Daemon, sseData, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply, maxUsage } from './support/sim.js';
 
 const MODELS = ['a', 'b', 'c'];
@@ -30,26 +30,20 @@ function prng(seed: number): () => number {
 type Outcome = 'ok' | 'aborted' | 'error' | 'error-event' | 'corrupt' | 'hung' | 'closed' | 'unexpected';
 
 let d: Daemon;
-before(async () => {
-  d = await Daemon.start({
-    models: MODELS.map((name) => ({ name })),
-    env: {
-      SGLANGMUX_LOG: 'info',
-      SGLANG_SIM_TOKEN_MS: '1',
-      SGLANG_SIM_RELEASE_MS: '10',
-      SGLANG_SIM_RESUME_MS: '10',
-      SGLANG_SIM_ABORT_NOTICE_MS: '30',
-    },
-    args: [
-      '--min-active-secs', String(WINDOW_SECS),
-      '--model-switch-timeout-secs', String(SWITCH_TIMEOUT_SECS),
-      '--upstream-timeout-secs', '30',
-    ],
-  });
-});
-after(async () => {
-  await d.stop();
-  d.cleanup();
+useDaemon((started) => (d = started), {
+  models: MODELS.map((name) => ({ name })),
+  env: {
+    SGLANGMUX_LOG: 'info',
+    SGLANG_SIM_TOKEN_MS: '1',
+    SGLANG_SIM_RELEASE_MS: '10',
+    SGLANG_SIM_RESUME_MS: '10',
+    SGLANG_SIM_ABORT_NOTICE_MS: '30',
+  },
+  args: [
+    '--min-active-secs', String(WINDOW_SECS),
+    '--model-switch-timeout-secs', String(SWITCH_TIMEOUT_SECS),
+    '--upstream-timeout-secs', '30',
+  ],
 });
 
 async function one(random: () => number): Promise<Outcome> {

@@ -2,8 +2,8 @@
 // sleep/wake calls in the right order, correct answers (never garbage), drains that wait for
 // in-flight work, and never a simulator crash or an oversubscribed GPU.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Daemon, sseData } from './support/daemon.js';
+import { describe, test } from 'node:test';
+import { Daemon, sseData, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply, isGarbage, maxUsage, type LedgerEvent } from './support/sim.js';
 
 const CAPACITY = 1000; // the simulator's default GPU, each model's share 600
@@ -35,13 +35,7 @@ async function streamText(res: Response): Promise<{ content: string; events: str
 
 describe('bootstrap', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({ models: [{ name: 'a' }, { name: 'b', cpuBackup: false }, { name: 'c' }] });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
-  });
+  useDaemon((started) => (d = started), { models: [{ name: 'a' }, { name: 'b', cpuBackup: false }, { name: 'c' }] });
 
   test('starts models one at a time in script order; the last stays awake', async () => {
     const h = await d.health();
@@ -99,14 +93,8 @@ describe('bootstrap', () => {
 
 describe('draining', () => {
   let d: Daemon;
-  before(async () => {
-    d = await Daemon.start({
-      models: [{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '40', SGLANG_SIM_ABORT_NOTICE_MS: '1500' } }, { name: 'b' }],
-    });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
+  useDaemon((started) => (d = started), {
+    models: [{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '40', SGLANG_SIM_ABORT_NOTICE_MS: '1500' } }, { name: 'b' }],
   });
 
   test('the first event reaches the client before the upstream has finished', async () => {

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { freePort, readLedger, simPythonPath, type LedgerEvent } from './sim.js';
 
@@ -255,4 +256,18 @@ export interface ChatBody {
 /** Parses SSE text into its `data:` payloads. */
 export function sseData(text: string): string[] {
   return text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice('data: '.length));
+}
+
+/** A daemon for a suite of tests: started before them and handed to `set`, stopped and its files
+ * removed after them. */
+export function useDaemon(set: (d: Daemon) => void, opts: StartOptions): void {
+  let d: Daemon | undefined;
+  before(async () => {
+    d = await Daemon.start(opts);
+    set(d);
+  });
+  after(async () => {
+    await d?.stop();
+    d?.cleanup();
+  });
 }
