@@ -18,6 +18,8 @@ const SAMPLE_MS = 20;
 const READING_TIMEOUT_MS = 10_000;
 /** After nvidia-smi ended without a reading (not for a missing binary), no new try before this. */
 const RETRY_MS = 30_000;
+/** Running but silent this long (it prints every SAMPLE_MS): hung, e.g. inside a wedged driver. */
+const STALL_MS = 5000;
 const STOP_GRACE_MS = 2000;
 
 /** Memory in use over all GPUs, and when the oldest of the per-GPU values in it was sampled. */
@@ -46,6 +48,8 @@ export class GpuMemory {
   /** The current sampler has printed every GPU once: only then is a sum a whole reading. */
   private complete = false;
   private retryAt = 0;
+  /** When the current sampler started or last printed a line. */
+  private lastLineAt = 0;
   private readonly perGpu = new Map<string, Reading>();
   /** Called on every new line and when the sampler stops; each returns true when done. */
   private readonly watchers = new Set<() => boolean>();
@@ -107,11 +111,13 @@ export class GpuMemory {
       };
       const finish = (r: Reading | null): true => {
         clearTimeout(timer);
+        clearInterval(watchdog);
         this.watchers.delete(check);
         resolve(r);
         return true;
       };
       const timer = setTimeout(() => finish(null), timeoutMs);
+      const watchdog = setInterval(() => this.giveUpIfStalled(), STALL_MS / 5);
       if (!check()) this.watchers.add(check);
     });
   }
@@ -122,6 +128,7 @@ export class GpuMemory {
     const child = spawn(this.command, [...QUERY, '-lms', String(SAMPLE_MS)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.alive.add(child);
+    this.lastLineAt = Date.now();
     const killOnExit = (): void => {
       child.kill();
     };
@@ -133,6 +140,7 @@ export class GpuMemory {
     child.stderr.on('data', (chunk: Buffer) => remember(chunk.toString('utf8')));
     createInterface({ input: child.stdout }).on('line', (line) => {
       if (this.child !== child) return; // late output of a sampler already given up
+      this.lastLineAt = Date.now();
       const [stamp, index, value] = line.split(',').map((s) => s.trim());
       if (index === undefined || value === undefined) {
         remember(`${line}\n`); // e.g. "No devices were found" is said on stdout
@@ -178,6 +186,16 @@ export class GpuMemory {
       }
       this.stopped('idle');
     });
+  }
+
+  /** A sampler that prints nothing cannot be waited for: each switch would stall on it. */
+  private giveUpIfStalled(): void {
+    const child = this.child;
+    if (this.state !== 'running' || !child || Date.now() - this.lastLineAt < STALL_MS) return;
+    log.warn(`${this.command} printed nothing for ${STALL_MS / 1000} s: stopping it; not checking that released GPU memory is free before a wake; trying again in ${RETRY_MS / 1000} s`);
+    this.retryAt = Date.now() + RETRY_MS;
+    this.stopped('idle');
+    child.kill('SIGKILL');
   }
 
   /** The sampler is gone: its readings are no longer current. A switch waiting for a reading

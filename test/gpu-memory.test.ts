@@ -69,6 +69,20 @@ test('nvidia-smi that ends without a reading ("No devices were found") is not st
   await gpu.close();
 });
 
+test('an nvidia-smi that hangs without a line is given up on after a few seconds, not at every reading', async () => {
+  const smi = fakeSmi('hangs', 'exec sleep 600');
+  const gpu = new GpuMemory(smi.command);
+  const started = Date.now();
+  assert.equal(await gpu.used(), null);
+  await gpu.waitBelow(500, 0, 60_000, 'model a went to sleep');
+  assert.equal(await gpu.used(), null);
+  const took = Date.now() - started;
+  assert.ok(took < 9000, `three readings of a hung nvidia-smi took ${took} ms`);
+  assert.equal(smi.starts().length, 1);
+  await gpu.close();
+  assert.ok(pidGone(Number(smi.starts()[0])), 'the hung nvidia-smi was not stopped');
+});
+
 test('without nvidia-smi there is nothing to check', async () => {
   const gpu = new GpuMemory(join(dir, 'not-installed'));
   assert.equal(await gpu.used(), null);
