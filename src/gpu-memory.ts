@@ -20,6 +20,7 @@ const READING_TIMEOUT_MS = 10_000;
 const RETRY_MS = 30_000;
 /** Running but silent this long (it prints every SAMPLE_MS): hung, e.g. inside a wedged driver. */
 const STALL_MS = 5000;
+const NOT_CHECKING = 'not checking that released GPU memory is free before a wake';
 const STOP_GRACE_MS = 2000;
 
 /** Memory in use over all GPUs, and when the oldest of the per-GPU values in it was sampled. */
@@ -32,12 +33,19 @@ interface Reading {
  * installed, reports no memory figure, or the daemon is stopping. */
 type SamplerState = 'idle' | 'running' | 'unavailable';
 
-/** `2026/11/27 10:20:01.123` (nvidia-smi's timestamp, local time) in epoch ms, or null. */
+/** `2026/11/27 10:20:01.123` (nvidia-smi's timestamp, run with TZ=UTC) in epoch ms, or null. */
 export function parseSmiTimestamp(s: string): number | null {
   const m = /^(\d{4})\/(\d{2})\/(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?$/.exec(s);
   if (!m) return null;
   const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  return new Date(y, mo - 1, d, h, mi, sec, Number((m[7] ?? '0').padEnd(3, '0'))).getTime();
+  return Date.UTC(y, mo - 1, d, h, mi, sec, Number((m[7] ?? '0').padEnd(3, '0')));
+}
+
+/** When a line was sampled: its own timestamp, unless that is missing or disagrees with our
+ * clock by more than a second (then when it arrived). */
+function sampledAt(stamp: string, arrived: number): number {
+  const at = parseSmiTimestamp(stamp);
+  return at !== null && Math.abs(arrived - at) < 1000 ? at : arrived;
 }
 
 export class GpuMemory {
@@ -48,8 +56,11 @@ export class GpuMemory {
   /** The current sampler has printed every GPU once: only then is a sum a whole reading. */
   private complete = false;
   private retryAt = 0;
-  /** When the current sampler started or last printed a line. */
+  /** When the current sampler started, and when it last printed a line (0: not yet). */
+  private startedAt = 0;
   private lastLineAt = 0;
+  /** When a sampler that had given readings last ended. */
+  private lastEndAt = 0;
   private readonly perGpu = new Map<string, Reading>();
   /** Called on every new line and when the sampler stops; each returns true when done. */
   private readonly watchers = new Set<() => boolean>();
@@ -68,7 +79,7 @@ export class GpuMemory {
   async waitBelow(before: number | null, since: number, timeoutMs: number, what: string): Promise<void> {
     if (before === null) return;
     const freed = await this.waitFor((r) => r.at >= since && r.mb < before, timeoutMs);
-    if (freed !== null || this.state === 'unavailable') return; // unavailable: said once already
+    if (freed !== null || this.state !== 'running') return; // not running: said when given up
     const now = this.latest();
     log.warn(now === null
       ? `cannot tell whether the GPU memory of ${what} is free (nvidia-smi gave no reading); going on`
@@ -125,10 +136,15 @@ export class GpuMemory {
   private ensureRunning(): void {
     if (this.state !== 'idle' || Date.now() < this.retryAt) return;
     this.state = 'running';
-    const child = spawn(this.command, [...QUERY, '-lms', String(SAMPLE_MS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // In UTC, so that its timestamps mean one moment even in the hour a clock goes back.
+    const child = spawn(this.command, [...QUERY, '-lms', String(SAMPLE_MS)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TZ: 'UTC' },
+    });
     this.child = child;
     this.alive.add(child);
-    this.lastLineAt = Date.now();
+    this.startedAt = Date.now();
+    this.lastLineAt = 0;
     const killOnExit = (): void => {
       child.kill();
     };
@@ -148,14 +164,13 @@ export class GpuMemory {
       }
       const mb = Number(value);
       if (value === '' || !Number.isFinite(mb)) {
-        log.warn(`${this.command} shows no memory figure for GPU ${index} (${value}): not checking that released GPU memory is free before a wake`);
-        this.stopped('unavailable');
-        child.kill();
+        // [N/A] / [Not Supported]: this GPU never tells; anything else may pass.
+        this.giveUp(`shows no memory figure for GPU ${index} (${value})`, !/^\[(N\/A|Not Supported)\]$/.test(value));
         return;
       }
       // The first index seen again means every GPU has been printed once.
       if (this.perGpu.has(index)) this.complete = true;
-      this.perGpu.set(index, { mb, at: parseSmiTimestamp(stamp ?? '') ?? Date.now() });
+      this.perGpu.set(index, { mb, at: sampledAt(stamp ?? '', this.lastLineAt) });
       if (this.complete) this.notify();
     });
     child.on('error', (err: NodeJS.ErrnoException) => {
@@ -163,12 +178,10 @@ export class GpuMemory {
       if (this.child !== child) return;
       process.removeListener('exit', killOnExit);
       if (err.code === 'ENOENT') {
-        log.info(`${this.command} not found: not checking that released GPU memory is free before a wake`);
+        log.info(`${this.command} not found: ${NOT_CHECKING}`);
         this.stopped('unavailable');
       } else {
-        log.warn(`${this.command} failed: ${err.message}; trying again in ${RETRY_MS / 1000} s`);
-        this.retryAt = Date.now() + RETRY_MS;
-        this.stopped('idle');
+        this.giveUp(`failed (${err.message})`, true);
       }
     });
     // 'close', not 'exit': every line it wrote has been read by then.
@@ -178,24 +191,32 @@ export class GpuMemory {
       if (this.child !== child) return;
       const last = said.trim().split('\n').pop() ?? '';
       const why = `${signal ?? `exit code ${code}`}${last ? `: ${last}` : ''}`;
-      if (!this.complete) {
-        log.warn(`${this.command} ended without a memory reading (${why}): not checking that released GPU memory is free before a wake; trying again in ${RETRY_MS / 1000} s`);
-        this.retryAt = Date.now() + RETRY_MS;
-      } else {
-        log.warn(`${this.command} ended (${why}); starting it again`);
-      }
+      if (!this.complete) return this.giveUp(`ended without a memory reading (${why})`, true);
+      // Started again at once, but not in a loop: a second end within RETRY_MS is a give-up.
+      if (Date.now() - this.lastEndAt < RETRY_MS) return this.giveUp(`ended again (${why})`, true);
+      this.lastEndAt = Date.now();
+      log.warn(`${this.command} ended (${why}); starting it again`);
       this.stopped('idle');
     });
   }
 
-  /** A sampler that prints nothing cannot be waited for: each switch would stall on it. */
+  /** A sampler silent for STALL_MS (READING_TIMEOUT_MS for its first line: a first start on a
+   * host without persistence mode can take seconds) is hung: each switch would stall on it. */
   private giveUpIfStalled(): void {
+    if (this.state !== 'running') return;
+    const silentFor = Date.now() - (this.lastLineAt || this.startedAt);
+    if (silentFor >= (this.lastLineAt ? STALL_MS : READING_TIMEOUT_MS)) {
+      this.giveUp(`printed nothing for ${Math.round(silentFor / 1000)} s`, true);
+    }
+  }
+
+  /** Stops relying on nvidia-smi: for the daemon's life, or (`retry`) for RETRY_MS. */
+  private giveUp(why: string, retry: boolean): void {
+    log.warn(`${this.command} ${why}: ${NOT_CHECKING}${retry ? `; trying again in ${RETRY_MS / 1000} s` : ''}`);
     const child = this.child;
-    if (this.state !== 'running' || !child || Date.now() - this.lastLineAt < STALL_MS) return;
-    log.warn(`${this.command} printed nothing for ${STALL_MS / 1000} s: stopping it; not checking that released GPU memory is free before a wake; trying again in ${RETRY_MS / 1000} s`);
-    this.retryAt = Date.now() + RETRY_MS;
-    this.stopped('idle');
-    child.kill('SIGKILL');
+    if (retry) this.retryAt = Date.now() + RETRY_MS;
+    this.stopped(retry ? 'idle' : 'unavailable');
+    child?.kill('SIGKILL');
   }
 
   /** The sampler is gone: its readings are no longer current. A switch waiting for a reading

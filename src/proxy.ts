@@ -1,6 +1,7 @@
 // One inference request, route to upstream and back: validate the body, take a lease on the
 // model (waiting while the scheduler switches), forward the exact bytes, and pass the answer
-// through: event streams piped as they arrive, JSON answers checked and returned as sent.
+// through: event streams relayed chunk by chunk as they arrive, JSON answers checked and
+// returned as sent.
 //
 // A streaming request that waits for its model may get its 200 and event-stream headers early,
 // with SSE comment lines while it waits (--sse-keepalive-secs). From then on the answer can only
@@ -239,7 +240,10 @@ function firstByte(call: Call): void {
  * instead of a silently truncated stream. A plain event relay rather than stream.pipeline: this
  * runs per token for every open stream, and each stream layer costs CPU per event.
  */
-function relay(call: Call, upstream: Request): Promise<'done' | 'client left' | ApiError> {
+/** How a relayed stream ended: fully, by the client leaving, or by an upstream failure. */
+type StreamEnd = 'done' | 'client left' | ApiError;
+
+function relay(call: Call, upstream: Request): Promise<StreamEnd> {
   const res = call.ctx.res;
   return new Promise((resolve) => {
     const resume = (): void => {
@@ -248,7 +252,7 @@ function relay(call: Call, upstream: Request): Promise<'done' | 'client left' | 
     const clientLeft = (): void => {
       if (!res.writableFinished) finish('client left');
     };
-    const finish = (end: 'done' | 'client left' | ApiError): void => {
+    const finish = (end: StreamEnd): void => {
       res.off('drain', resume);
       res.off('close', clientLeft);
       resolve(end);

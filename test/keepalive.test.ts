@@ -3,7 +3,7 @@
 // a wait that fails ends the stream with an error event, and so does an upstream error answer.
 // Requests that do not wait, and non-streaming ones, are answered as without the option.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Daemon, sseData, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
@@ -29,14 +29,8 @@ function inFlight(d: Daemon, model: string, from: number): Promise<unknown> {
 
 describe('keepalive comments while a stream waits for its model', () => {
   let d: Daemon;
-  before(async () => {
-    // a is awake after bootstrap; b sleeps.
-    d = await Daemon.start({ models: [{ name: 'b' }, { name: 'a' }], args: ['--sse-keepalive-secs', '0.2', '--min-active-secs', '0'] });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
-  });
+  // a is awake after bootstrap; b sleeps.
+  useDaemon((started) => (d = started), { models: [{ name: 'b' }, { name: 'a' }], args: ['--sse-keepalive-secs', '0.2', '--min-active-secs', '0'] });
 
   test('comments first, then the model\'s events on the same 200; waiting JSON and error answers too', async () => {
     const from = d.ledger().length;

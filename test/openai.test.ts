@@ -1,22 +1,18 @@
 // The official `openai` client through the daemon: chat (plain and streamed), completions, the
 // model list, and the daemon's OpenAI-shaped errors surfacing as the SDK's APIError.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import OpenAI from 'openai';
-import { Daemon } from './support/daemon.js';
+import { Daemon, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 describe('openai SDK', () => {
   let d: Daemon;
   let client: OpenAI;
-  before(async () => {
-    d = await Daemon.start({ models: [{ name: 'org/alpha' }, { name: 'beta' }] });
+  useDaemon((started) => {
+    d = started;
     client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
-  });
-  after(async () => {
-    await d.stop();
-    d.cleanup();
-  });
+  }, { models: [{ name: 'org/alpha' }, { name: 'beta' }] });
 
   test('chat.completions.create, not streaming (a switch to the sleeping model)', async () => {
     const res = await client.chat.completions.create({

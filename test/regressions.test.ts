@@ -106,8 +106,9 @@ describe('hazard 4 (memory still in use for a while after release answered)', ()
     assert.deepEqual(refused.map((e) => `${e.event} ${e.model}`), [], 'a start or a resume met memory not yet freed');
   });
 
-  test('nvidia-smi is started once for the daemon, not for every reading (a start costs 50-100 ms on a GPU host)', async () => {
+  test('nvidia-smi is started once for the daemon, not for every reading (a start costs 50-100 ms on a GPU host)', async (t) => {
     const bin = mkdtempSync(join(tmpdir(), 'sglangmux-smi-'));
+    t.after(() => rmSync(bin, { recursive: true, force: true }));
     const calls = join(bin, 'calls');
     writeFileSync(join(bin, 'nvidia-smi'), `#!/usr/bin/env bash\necho "$$ $*" >> '${calls}'\nexec '${join(repoRoot, 'src', 'simulator', 'bin', 'nvidia-smi')}' "$@"\n`, { mode: 0o755 });
     const d = await start({
@@ -126,6 +127,5 @@ describe('hazard 4 (memory still in use for a while after release answered)', ()
     assert.match(lines[0], / -lms \d+$/);
     await d.stop();
     assert.ok(pidGone(Number(lines[0].split(' ')[0])), 'nvidia-smi still runs after the daemon stopped');
-    rmSync(bin, { recursive: true, force: true });
   });
 });

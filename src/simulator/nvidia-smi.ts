@@ -70,6 +70,7 @@ class LedgerFollower {
         const lines = (this.partial + this.decoder.write(buf.subarray(0, n))).split('\n');
         this.partial = lines.pop() ?? '';
         for (const line of lines) {
+          // A cheap filter before parsing: the ledger writes compact JSON (JSON.stringify).
           if (!line.includes('"event":"alloc"') && !line.includes('"event":"free"')) continue;
           try {
             this.memory.push(JSON.parse(line) as LedgerEvent);

@@ -14,7 +14,6 @@ export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 /** The daemon under test: the checkout's bundle, or another build named by SGLANGMUX_TEST_BUNDLE. */
 export const bundle = process.env.SGLANGMUX_TEST_BUNDLE ?? join(repoRoot, 'dist', 'sglangmux.mjs');
 
-
 /** True when no process has that pid any more (`kill(pid, 0)` fails with ESRCH). */
 export function pidGone(pid: number): boolean {
   try {
