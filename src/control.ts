@@ -6,6 +6,7 @@ import type Koa from 'koa';
 import { invalidParameter, modelNotFound, routeNotFound } from './errors.js';
 import { log } from './log.js';
 import { tailFile } from './log-tail.js';
+import { clientGoneSignal, SSE_HEADERS } from './proxy.js';
 import { ClientGone, type ModelDetail, type Scheduler } from './scheduler.js';
 
 const ACTIONS = ['wake', 'sleep', 'restart'] as const;
@@ -69,13 +70,8 @@ export function addControlRoutes(router: Router, scheduler: Scheduler, guard: Ko
 
 async function perform(ctx: Koa.Context, scheduler: Scheduler, action: Action, id: string): Promise<void> {
   switch (action) {
-    case 'wake': {
-      const client = new AbortController();
-      ctx.res.once('close', () => {
-        if (!ctx.res.writableFinished) client.abort();
-      });
-      return scheduler.preload(id, client.signal);
-    }
+    case 'wake':
+      return scheduler.preload(id, clientGoneSignal(ctx));
     case 'sleep':
       return scheduler.sleep(id);
     case 'restart':
@@ -106,7 +102,7 @@ async function streamLog(ctx: Koa.Context, detail: ModelDetail, pollMs: number):
   const closed = new Promise<void>((resolve) => res.once('close', resolve));
   // The headers go out with the first write: after the existing lines were read, so a client
   // that has the answer knows every line written from then on will come as new.
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+  res.writeHead(200, SSE_HEADERS);
   let intro = `: ${which} log of ${detail.id}\n\n`;
   const write = (text: string): void => {
     if (res.destroyed || res.writableEnded) return;

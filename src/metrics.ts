@@ -106,36 +106,22 @@ export class Metrics implements RequestMetrics, SchedulerObserver {
       registers,
     });
 
-    new Gauge({
-      name: `${METRICS_PREFIX}queue_depth`,
-      help: 'Requests waiting for the model',
-      labelNames: ['model'],
-      registers,
-      collect() {
-        this.reset();
-        for (const m of details()) this.set({ model: m.id }, m.waiting);
-      },
-    });
-    new Gauge({
-      name: `${METRICS_PREFIX}queue_oldest_wait_seconds`,
-      help: 'How long the oldest request waiting for the model has waited (0 when none waits)',
-      labelNames: ['model'],
-      registers,
-      collect() {
-        this.reset();
-        for (const m of details()) this.set({ model: m.id }, (m.oldest_wait_ms ?? 0) / 1000);
-      },
-    });
-    new Gauge({
-      name: `${METRICS_PREFIX}in_flight_requests`,
-      help: 'Requests being answered by the model',
-      labelNames: ['model'],
-      registers,
-      collect() {
-        this.reset();
-        for (const m of details()) this.set({ model: m.id }, m.in_flight);
-      },
-    });
+    // Per-model figures read from the scheduler at scrape time.
+    const perModel = (name: string, help: string, value: (m: ModelDetail) => number): void => {
+      new Gauge({
+        name: `${METRICS_PREFIX}${name}`,
+        help,
+        labelNames: ['model'],
+        registers,
+        collect() {
+          this.reset();
+          for (const m of details()) this.set({ model: m.id }, value(m));
+        },
+      });
+    };
+    perModel('queue_depth', 'Requests waiting for the model', (m) => m.waiting);
+    perModel('queue_oldest_wait_seconds', 'How long the oldest request waiting for the model has waited (0 when none waits)', (m) => (m.oldest_wait_ms ?? 0) / 1000);
+    perModel('in_flight_requests', 'Requests being answered by the model', (m) => m.in_flight);
     new Gauge({
       name: `${METRICS_PREFIX}model_state`,
       help: 'The model\'s state: 1 for the current one, 0 for the others (stopped, starting, awake, draining, sleeping, asleep, waking, failed)',

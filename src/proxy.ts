@@ -27,7 +27,19 @@ export interface ProxyOptions {
 /** Status recorded for a request whose client left before it was answered (nginx's convention). */
 const CLIENT_CLOSED = 499;
 
-const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
+/** Headers of every event stream the daemon sends (answers and log tails): not cached, not
+ * buffered by a proxy in front. */
+export const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
+
+/** Aborted when the client goes away before its answer was fully sent: stops a wait for a model
+ * or the upstream call made for it. */
+export function clientGoneSignal(ctx: Koa.Context): AbortSignal {
+  const client = new AbortController();
+  ctx.res.once('close', () => {
+    if (!ctx.res.writableFinished) client.abort();
+  });
+  return client.signal;
+}
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -60,14 +72,9 @@ export function inferenceHandler(scheduler: Scheduler, opts: ProxyOptions): Koa.
     if (!scheduler.has(model)) throw modelNotFound(model);
     const raw = Buffer.from(ctx.request.rawBody ?? JSON.stringify(body), 'utf8');
 
-    // The client may leave while waiting or mid-answer; that must stop the wait or the upstream call.
-    const client = new AbortController();
-    ctx.res.once('close', () => {
-      if (!ctx.res.writableFinished) client.abort();
-    });
     const call: Call = {
       ctx, model, route: ctx.path, stream: isRecord(body) && body.stream === true, started: Date.now(),
-      signal: client.signal, metrics: opts.metrics, committed: false, firstByteSeen: false,
+      signal: clientGoneSignal(ctx), metrics: opts.metrics, committed: false, firstByteSeen: false,
     };
     let status = 500;
     try {
@@ -232,6 +239,9 @@ function firstByte(call: Call): void {
   call.metrics.firstByte({ model: call.model, route: call.route, ms: Date.now() - call.started });
 }
 
+/** How a relayed stream ended: fully, by the client leaving, or by an upstream failure. */
+type StreamEnd = 'done' | 'client left' | ApiError;
+
 /**
  * Passes the upstream's bytes through as they come: each chunk is written the moment it arrives
  * (no coalescing of events), and the upstream is paused while the client's socket buffer is
@@ -240,25 +250,21 @@ function firstByte(call: Call): void {
  * instead of a silently truncated stream. A plain event relay rather than stream.pipeline: this
  * runs per token for every open stream, and each stream layer costs CPU per event.
  */
-/** How a relayed stream ended: fully, by the client leaving, or by an upstream failure. */
-type StreamEnd = 'done' | 'client left' | ApiError;
-
 function relay(call: Call, upstream: Request): Promise<StreamEnd> {
   const res = call.ctx.res;
   return new Promise((resolve) => {
+    if (call.signal.aborted) return resolve('client left');
     const resume = (): void => {
       upstream.resume();
     };
-    const clientLeft = (): void => {
-      if (!res.writableFinished) finish('client left');
-    };
+    const clientLeft = (): void => finish('client left');
     const finish = (end: StreamEnd): void => {
       res.off('drain', resume);
-      res.off('close', clientLeft);
+      call.signal.removeEventListener('abort', clientLeft);
       resolve(end);
     };
     res.on('drain', resume);
-    res.on('close', clientLeft);
+    call.signal.addEventListener('abort', clientLeft);
     upstream.on('data', (chunk: Buffer) => {
       firstByte(call);
       if (!res.write(chunk)) upstream.pause();
