@@ -243,9 +243,7 @@ export class Scheduler {
         this.setState(slot, 'draining');
         await this.until(() => slot.inflight === 0);
       }
-      const memoryBefore = await this.gpu.used(slot.awakeSince);
-      await this.stopModel(slot, 'stopped');
-      await this.memoryFreed(slot, memoryBefore, 'was stopped');
+      await this.freeing(slot, 'was stopped', () => this.stopModel(slot, 'stopped'));
       if (this.active === slot) this.active = null;
       slot.failures = 0;
       slot.retryAt = 0;
@@ -546,12 +544,15 @@ export class Scheduler {
     return false;
   }
 
-  /** Waits until the GPU shows the memory `slot` took at its wake given back (only when it
-   * took some: a server that holds nothing would never show a drop). */
-  private async memoryFreed(slot: Slot, before: number | null, what: string): Promise<void> {
+  /** Runs `letGo` (a release or a stop of `slot`), then waits until the GPU shows the memory the
+   * model took at its wake given back: the driver may do so only after the release answered
+   * (hazard 4). Only when it took some: a server that holds nothing would never show a drop. */
+  private async freeing(slot: Slot, what: string, letGo: () => Promise<void>): Promise<void> {
+    // A reading from while it was awake, not one from before its wake.
+    const before = await this.gpu.used(slot.awakeSince);
+    await letGo();
     await slot.memoryMeasured;
-    if (!slot.memoryMb) return;
-    await this.gpu.waitBelow(before, this.gpuLetGoAt, this.opts.switchTimeoutMs, `${slot.name} ${what}`);
+    if (slot.memoryMb) await this.gpu.waitBelow(before, this.gpuLetGoAt, this.opts.switchTimeoutMs, `${slot.name} ${what}`);
   }
 
   /** When the awake model must stop admitting for others: once it has been awake for the
@@ -610,29 +611,27 @@ export class Scheduler {
     }
     this.observer.phase({ model: from.name, phase: 'drain', ok: true, ms: Date.now() - drainStarted });
     const started = Date.now();
-    // A reading from while it was awake, not one from before its wake.
-    const memoryBefore = await this.gpu.used(from.awakeSince);
     let released = false;
-    if (from.process.running && from.spec.memorySaver && (await this.confirmIdle(from))) {
-      this.setState(from, 'sleeping');
-      try {
-        await from.server.release(this.opts.switchTimeoutMs);
-        released = from.process.running;
-      } catch (err) {
-        log.warn(`model ${from.name}: release failed (${message(err)}); stopping its process instead`);
+    await this.freeing(from, 'went to sleep', async () => {
+      if (from.process.running && from.spec.memorySaver && (await this.confirmIdle(from))) {
+        this.setState(from, 'sleeping');
+        try {
+          await from.server.release(this.opts.switchTimeoutMs);
+          released = from.process.running;
+        } catch (err) {
+          log.warn(`model ${from.name}: release failed (${message(err)}); stopping its process instead`);
+        }
       }
-    }
-    // An activation that ended in a normal sleep clears the crash-loop count.
-    if (released || (!from.spec.memorySaver && from.state === 'stopped')) from.failures = 0;
-    if (released) {
-      this.setState(from, 'asleep');
-      log.info(`model ${from.name}: asleep (released in ${Date.now() - started} ms)`);
-    } else {
-      await this.stopModel(from, 'stopped');
-      if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
-    }
-    // The driver may give the memory back after the release answered: wait for it (hazard 4).
-    await this.memoryFreed(from, memoryBefore, 'went to sleep');
+      // An activation that ended in a normal sleep clears the crash-loop count.
+      if (released || (!from.spec.memorySaver && from.state === 'stopped')) from.failures = 0;
+      if (released) {
+        this.setState(from, 'asleep');
+        log.info(`model ${from.name}: asleep (released in ${Date.now() - started} ms)`);
+      } else {
+        await this.stopModel(from, 'stopped');
+        if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
+      }
+    });
     this.observer.phase({ model: from.name, phase: 'sleep', ok: released || !from.spec.memorySaver, ms: Date.now() - started });
     this.active = null;
     return true;
