@@ -622,8 +622,6 @@ export class Scheduler {
           log.warn(`model ${from.name}: release failed (${message(err)}); stopping its process instead`);
         }
       }
-      // An activation that ended in a normal sleep clears the crash-loop count.
-      if (released || (!from.spec.memorySaver && from.state === 'stopped')) from.failures = 0;
       if (released) {
         this.setState(from, 'asleep');
         log.info(`model ${from.name}: asleep (released in ${Date.now() - started} ms)`);
@@ -631,6 +629,9 @@ export class Scheduler {
         await this.stopModel(from, 'stopped');
         if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
       }
+      // An activation that ended in a normal sleep (without the memory saver: a normal stop)
+      // clears the crash-loop count.
+      if (released || (!from.spec.memorySaver && from.state === 'stopped')) from.failures = 0;
     });
     this.observer.phase({ model: from.name, phase: 'sleep', ok: released || !from.spec.memorySaver, ms: Date.now() - started });
     this.active = null;

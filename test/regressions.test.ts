@@ -95,6 +95,25 @@ describe('crash loops', () => {
       `6 crashes in a row, ${starts} starts, never backed off: ${JSON.stringify(answers)}`,
     );
   });
+
+  test('a model without the memory saver that was stopped normally after a good start is no longer in a crash loop', async (t) => {
+    // a's start fails while `faults` names a fault; it is read at each start of a.
+    const faults = join(mkdtempSync(join(tmpdir(), 'sglangmux-faults-')), 'a.env');
+    t.after(() => rmSync(join(faults, '..'), { recursive: true, force: true }));
+    writeFileSync(faults, '');
+    const command = `env $(cat '${faults}') python3 -m sglang.launch_server --model-path sim/a --served-model-name "$MODEL_NAME" --port "$PORT"`;
+    const d = await start({ models: [{ name: 'a', memorySaver: false, command }, { name: 'b' }], args: ['--min-active-secs', '0'] });
+    writeFileSync(faults, 'SGLANG_SIM_EXIT_AT_START=3');
+    assert.equal((await d.chat('a', 1)).status, 503, 'a fails to start once');
+    writeFileSync(faults, '');
+    assert.equal((await d.chat('a', 1)).status, 200, 'a started again after one failure');
+    assert.equal((await d.chat('b', 1)).status, 200, 'b served: a was stopped, normally');
+    writeFileSync(faults, 'SGLANG_SIM_EXIT_AT_START=3');
+    assert.equal((await d.chat('a', 1)).status, 503, 'a fails to start once more');
+    writeFileSync(faults, '');
+    const r = await d.chat('a', 1);
+    assert.equal(r.status, 200, `one failure since a normal stop is not two in a row: ${JSON.stringify(r.body)}`);
+  });
 });
 
 describe('hazard 4 (memory still in use for a while after release answered)', () => {
