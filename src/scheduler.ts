@@ -698,11 +698,15 @@ export class Scheduler {
       this.observer.phase({ model: slot.name, phase, ok: false, ms: Date.now() - started });
       const reason = slot.state === 'failed' && slot.lastError ? slot.lastError : `${slot.name}: ${message(err)}`;
       log.error(`model ${slot.name}: failed to ${phase}: ${reason}`);
-      const crashed = slot.state === 'failed'; // already counted by processExited
+      // A crash was already counted, and its waiters answered, by processExited: requests that
+      // came after it wait for a new start (the backoff let them in), not for this failure.
+      const crashed = slot.state === 'failed';
       await this.stopModel(slot, 'failed');
       slot.lastError = reason;
-      if (!crashed) this.countFailure(slot);
-      this.failWaiters(slot, modelNotReady(reason));
+      if (!crashed) {
+        this.countFailure(slot);
+        this.failWaiters(slot, modelNotReady(reason));
+      }
       if (this.active === slot) this.active = null;
       return false;
     }
