@@ -127,6 +127,19 @@ function unknownOption(argv: readonly string[], parsed: Record<string, unknown>)
   return `--${[...unknown][0]}`; // not found as typed: yargs' name for it
 }
 
+/** `--lazy=maybe`: yargs would read any value but `true` as false, silently. */
+function switchWithValue(argv: readonly string[]): string | null {
+  const switches = new Set(OPTIONS.filter((o) => o.value === undefined).map((o) => `--${o.flag}`));
+  const end = argv.indexOf('--');
+  for (const token of end < 0 ? argv : argv.slice(0, end)) {
+    const [flag = '', value] = token.split(/=(.*)/s);
+    if (switches.has(flag) && value !== undefined && value !== 'true' && value !== 'false') {
+      return `${flag} takes no value, got '${value}'`;
+    }
+  }
+  return null;
+}
+
 /** The option's values, as typed, else its default; checks how often it was given. */
 function valuesOf(spec: OptionSpec, parsed: Record<string, unknown>): string[] {
   const typed = ([] as unknown[]).concat(parsed[spec.flag] ?? []).map(String);
@@ -159,6 +172,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
 
   const unknown = unknownOption(argv, parsed);
   if (unknown !== null) throw new UsageError(`unknown option '${unknown}'`);
+  const misused = switchWithValue(argv);
+  if (misused !== null) throw new UsageError(misused);
   if (parsed.help === true || parsed.version === true) {
     const width = helpWidth(process.env.COLUMNS, process.stdout.isTTY ? process.stdout.columns : undefined);
     process.stdout.write(parsed.help === true ? renderHelp(HELP_PAGE, width) : `${VERSION}\n`);

@@ -143,6 +143,7 @@ describe('command line', () => {
     ['unknown flag', () => ['--bogus=1', good], /unknown option '--bogus'$/],
     ['unknown short flag', () => ['-hx', good], /unknown option '-x'$/],
     ['no --no- form', () => ['--no-lazy', good], /unknown option '--no-lazy'$/],
+    ['a switch with a value', () => ['--lazy=maybe', good], /--lazy takes no value, got 'maybe'$/],
     ['port out of range', () => ['--listen-port', '70000', good], /--listen-port must be a port number \(1-65535\), got '70000'$/],
     ['not a plain number', () => ['--upstream-timeout-secs', '0x10', good], /--upstream-timeout-secs must be a positive number, got '0x10'$/],
     ['negative', () => ['--min-active-secs', '-1', good], /--min-active-secs must be a number >= 0, got '-1'$/],
