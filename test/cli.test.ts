@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { HELP_PAGE } from '../src/cli.js';
+import { optionText } from '../src/help.js';
 import { parseLaunchScript, sanitizeName } from '../src/launch-script.js';
 import { bundle, repoRoot } from './support/daemon.js';
 
@@ -18,9 +20,19 @@ function script(name: string, text: string): string {
   return path;
 }
 
-function run(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bundle, ...args], { encoding: 'utf8', cwd: dir, timeout: 20_000 });
+function runWith(env: NodeJS.ProcessEnv, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [bundle, ...args], { encoding: 'utf8', cwd: dir, env: { ...process.env, ...env }, timeout: 20_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function run(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return runWith({}, ...args);
+}
+
+/** Matches `text` with any whitespace (line breaks and indentation included) between its words,
+ * and only between them: a word split across two lines does not match. */
+function wordsOf(text: string): RegExp {
+  return new RegExp(text.split(/\s+/).map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('\\s+'));
 }
 
 describe('launch-script parsing', () => {
@@ -80,6 +92,46 @@ describe('command line', () => {
     assert.equal(version.stdout.trim(), pkg.version);
   });
 
+  for (const width of [80, 120]) {
+    test(`--help at ${width} columns: every text whole, within the width, options grouped, an example last`, () => {
+      const help = runWith({ COLUMNS: String(width) }, '--help');
+      assert.equal(help.status, 0, help.stderr);
+      const lines = help.stdout.trimEnd().split('\n');
+      for (const line of lines) assert.ok(line.length <= width, `wider than ${width}: ${line}`);
+      assert.ok(lines.some((line) => line.length > width - 20), 'the width was not used');
+      const options = HELP_PAGE.sections.flatMap((s) => s.options);
+      const texts = [HELP_PAGE.about, ...HELP_PAGE.arguments.map((a) => a.describe), ...options.map(optionText)];
+      for (const text of texts) assert.match(help.stdout, wordsOf(text), `split or missing: ${text}`);
+      // Each option once, under its own section's title.
+      const seen = new Map<string, string>();
+      let title = '';
+      for (const line of lines) {
+        if (/^\S.*:$/.test(line)) title = line.slice(0, -1);
+        const flag = /^ {2,6}(?:-\w, )?--([a-z-]+)/.exec(line)?.[1];
+        if (flag === undefined) continue;
+        assert.ok(!seen.has(flag), `--${flag} shown twice`);
+        seen.set(flag, title);
+      }
+      const expected = HELP_PAGE.sections.flatMap((s) => s.options.map((o) => [o.flag, s.title] as const));
+      assert.deepEqual([...seen], expected);
+      assert.equal(lines.at(-2), 'Example:');
+      assert.equal(lines.at(-1), `  ${HELP_PAGE.example}`);
+    });
+  }
+
+  test('a value that is not a number is quoted as typed', () => {
+    const r = run('--listen-port', 'abc', good);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.split('\n')[0], "error: --listen-port must be a port number (1-65535), got 'abc'");
+  });
+
+  test('an unknown option is named once, as typed', () => {
+    const r = run('--bogus-flag', good);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.split('\n')[0], "error: unknown option '--bogus-flag'");
+    assert.equal(r.stderr.match(/bogus/gi)?.length, 1, r.stderr);
+  });
+
   const cases: [string, () => string[], RegExp][] = [
     ['no scripts', () => [], /no launch scripts given/],
     ['unreadable script', () => [join(dir, 'missing.sh')], /missing\.sh: cannot read launch script \(ENOENT\)/],
@@ -88,8 +140,15 @@ describe('command line', () => {
     ['same model name', () => [good, script('dupname.sh', 'MODEL_NAME=a\nPORT=31003\n')], /dupname\.sh: model name 'a' is also used by good\.sh/],
     ['same port', () => [good, script('dupport.sh', 'MODEL_NAME=c\nPORT=31001\n')], /dupport\.sh: port 31001 is also used by good\.sh/],
     ['port equal to the listen port', () => ['--listen-port', '31001', good], /good\.sh: port 31001 is the listen port/],
-    ['unknown flag', () => ['--bogus', good], /Unknown argument: bogus/],
-    ['bad number', () => ['--listen-port', '70000', good], /--listen-port must be a port number/],
+    ['unknown flag', () => ['--bogus=1', good], /unknown option '--bogus'$/],
+    ['unknown short flag', () => ['-hx', good], /unknown option '-x'$/],
+    ['no --no- form', () => ['--no-lazy', good], /unknown option '--no-lazy'$/],
+    ['a switch with a value', () => ['--lazy=maybe', good], /--lazy takes no value, got 'maybe'$/],
+    ['port out of range', () => ['--listen-port', '70000', good], /--listen-port must be a port number \(1-65535\), got '70000'$/],
+    ['not a plain number', () => ['--upstream-timeout-secs', '0x10', good], /--upstream-timeout-secs must be a positive number, got '0x10'$/],
+    ['negative', () => ['--min-active-secs', '-1', good], /--min-active-secs must be a number >= 0, got '-1'$/],
+    ['given twice', () => ['--host', 'a', '--host', 'b', good], /--host given more than once$/],
+    ['no value', () => [good, '--host'], /--host needs a value$/],
   ];
   for (const [name, args, message] of cases) {
     test(`${name}: one-line error, usage hint, exit 2, nothing started`, () => {
