@@ -1,0 +1,64 @@
+// Everything sglangmux uses of SGLang, in one table: the routes it calls (with the method and
+// the body fields it sends), the fields it reads back, and the launch flags it reads from a
+// script. The daemon calls servers only through these entries, and test/contract.test.ts checks
+// each of them against SGLang's own source (a pinned release), so a rename upstream fails CI.
+
+export interface SglangRoute {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  /** Admin-level in SGLang: once `--admin-api-key` is set, only that key opens it. */
+  readonly admin: boolean;
+  /** The request dataclass (io_struct.py) and the fields sglangmux sends in its JSON body. */
+  readonly body?: { readonly type: string; readonly fields: readonly string[] };
+  /** Query parameters sglangmux adds. */
+  readonly query?: readonly string[];
+}
+
+const route = (method: 'GET' | 'POST', path: string, admin: boolean, extra: Partial<SglangRoute> = {}): SglangRoute =>
+  ({ method, path, admin, ...extra });
+
+export const SGLANG_ROUTES = {
+  /** Readiness while starting (runs a forward pass on new builds: never on a released server). */
+  health: route('GET', '/health', false),
+  /** Model path without touching the GPU; the old name logs a deprecation warning per call. */
+  modelInfo: route('GET', '/model_info', false),
+  modelInfoOld: route('GET', '/get_model_info', false),
+  /** The settings in effect (a --config file can hold flags the script text does not show). */
+  serverInfo: route('GET', '/server_info', false),
+  serverInfoOld: route('GET', '/get_server_info', false),
+  flushCache: route('POST', '/flush_cache', true, { query: ['timeout'] }),
+  pause: route('POST', '/pause_generation', true, { body: { type: 'PauseGenerationReqInput', fields: ['mode'] } }),
+  continue: route('POST', '/continue_generation', true, { body: { type: 'ContinueGenerationReqInput', fields: [] } }),
+  release: route('POST', '/release_memory_occupation', true, { body: { type: 'ReleaseMemoryOccupationReqInput', fields: [] } }),
+  resume: route('POST', '/resume_memory_occupation', true, { body: { type: 'ResumeMemoryOccupationReqInput', fields: [] } }),
+  reload: route('POST', '/update_weights_from_disk', true, { body: { type: 'UpdateWeightFromDiskReqInput', fields: ['model_path'] } }),
+  weightsChecker: route('POST', '/weights_checker', true, { body: { type: 'CheckWeightsReqInput', fields: ['action'] } }),
+  /** Per-DP-rank load (2026-01+). */
+  loads: route('GET', '/v1/loads', false, { query: ['include'] }),
+} as const satisfies Record<string, SglangRoute>;
+
+export type SglangRouteName = keyof typeof SGLANG_ROUTES;
+
+/** Fields sglangmux reads from answers: where SGLang defines them, and under which names. */
+export const SGLANG_ANSWER_FIELDS = {
+  /** /model_info. */
+  modelInfo: { type: 'ModelInfo', fields: ['model_path'] },
+  /** Each entry of /v1/loads' `loads`. */
+  load: { type: 'LoadSnapshot', fields: ['dp_rank', 'num_running_reqs', 'num_waiting_reqs'] },
+  /** /server_info: the resolved server arguments. */
+  serverInfo: { type: 'ServerArgs', fields: ['model_path', 'enable_memory_saver', 'enable_weights_cpu_backup', 'dp_size'] },
+} as const;
+
+/** Launch flags read from a script's text. Value flags take the next word (or `=value`). */
+export const SGLANG_FLAGS = {
+  modelPath: ['--model-path', '--model'],
+  servedName: ['--served-model-name'],
+  port: ['--port'],
+  apiKey: ['--api-key'],
+  adminApiKey: ['--admin-api-key'],
+  memorySaver: ['--enable-memory-saver'],
+  cpuBackup: ['--enable-weights-cpu-backup'],
+  dpSize: ['--dp-size'],
+  quantization: ['--quantization'],
+  loadFormat: ['--load-format'],
+} as const satisfies Record<string, readonly string[]>;
