@@ -159,6 +159,14 @@ export function parseLaunchScript(script: string, text: string, env: NodeJS.Proc
   };
 }
 
+/** What in a script makes update_weights_from_disk untrustworthy: it supports only the default
+ * loader, and reloads of FP8 checkpoints (compressed-tensors, blockwise) corrupt or crash. */
+export function reloadRisk(spec: ModelSpec): string | null {
+  if (spec.loadFormat !== null && spec.loadFormat !== 'auto') return `--load-format ${spec.loadFormat}`;
+  if (spec.quantization !== null && /fp8|compressed|modelopt|w8a8/i.test(spec.quantization)) return `--quantization ${spec.quantization}`;
+  return null;
+}
+
 function dpSize(script: string, text: string | undefined): number {
   if (literal(text) === undefined) return 1;
   const n = Number(text);

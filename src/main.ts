@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { exitWithUsageError, parseArgs, UsageError, type Options } from './cli.js';
 import { createApp } from './frontend.js';
-import { loadLaunchScripts, ScriptError, type ModelSpec } from './launch-script.js';
+import { loadLaunchScripts, reloadRisk, ScriptError, type ModelSpec } from './launch-script.js';
 import { log } from './log.js';
 import { Metrics } from './metrics.js';
 import { Scheduler } from './scheduler.js';
@@ -32,14 +32,6 @@ function warnAboutSleep(spec: ModelSpec): void {
       log.info(`model ${spec.name}: weights are reloaded from disk on every wake; --enable-weights-cpu-backup keeps them in CPU memory instead (host RAM equal to the weights)`);
     }
   }
-}
-
-/** What in a script makes update_weights_from_disk untrustworthy: it supports only the default
- * loader, and reloads of FP8 checkpoints (compressed-tensors, blockwise) corrupt or crash. */
-function reloadRisk(spec: ModelSpec): string | null {
-  if (spec.loadFormat !== null && spec.loadFormat !== 'auto') return `--load-format ${spec.loadFormat}`;
-  if (spec.quantization !== null && /fp8|compressed|modelopt|w8a8/i.test(spec.quantization)) return `--quantization ${spec.quantization}`;
-  return null;
 }
 
 /** The environment for launch scripts, without the daemon's own keys (the model servers have

@@ -102,6 +102,9 @@ interface Waiter {
 }
 
 const READY_POLL_MS = 25;
+/** Headroom over what a model took at its last wake before resuming it: the larger of these. */
+const RESUME_MARGIN_MB = 64;
+const RESUME_MARGIN = 0.05;
 const MAX_BACKOFF_MS = 30_000;
 /** Awake this long without a crash, a model is no longer in a crash loop. */
 const STABLE_MS = 60_000;
@@ -665,6 +668,10 @@ export class Scheduler {
     this.active = slot;
     const started = Date.now();
     let phase: 'wake' | 'start' = slot.state === 'asleep' && slot.process.running ? 'wake' : 'start';
+    if (phase === 'wake' && !(await this.roomToResume(slot))) {
+      await this.stopModel(slot, 'stopped');
+      phase = 'start';
+    }
     const memoryBefore = await this.gpu.used(this.gpuLetGoAt);
     try {
       if (phase === 'wake') {
@@ -721,6 +728,28 @@ export class Scheduler {
       if (this.active === slot) this.active = null;
       return false;
     }
+  }
+
+  /** Hazards 5 and 8: a resume that does not fit hangs the server, and sleeping servers keep a
+   * residue. Where nvidia-smi tells, free memory must cover what the model took at its last wake
+   * plus a margin; else sleeping servers' processes are stopped (freeing their residue) until it
+   * does. False when even that is not enough: the model is then started cold, which sizes its KV
+   * cache from the memory free. */
+  private async roomToResume(slot: Slot): Promise<boolean> {
+    await slot.memoryMeasured;
+    if (slot.memoryMb === null) return true;
+    const want = slot.memoryMb + Math.max(RESUME_MARGIN_MB, Math.round(slot.memoryMb * RESUME_MARGIN));
+    let free = await this.gpu.free(this.gpuLetGoAt);
+    for (const other of this.slots.values()) {
+      if (free === null || free >= want) return true;
+      if (other === slot || other.state !== 'asleep' || !other.process.running) continue;
+      log.warn(`model ${slot.name}: ${free} MiB of GPU memory free, its resume needs ${want} MiB; stopping sleeping ${other.name} to free its residue`);
+      await this.stopModel(other, 'stopped');
+      free = await this.gpu.free(this.gpuLetGoAt);
+    }
+    if (free === null || free >= want) return true;
+    log.warn(`model ${slot.name}: ${free} MiB of GPU memory free, its resume needs ${want} MiB and would hang; starting it cold instead`);
+    return false;
   }
 
   /** After a cold start: the settings in effect (trusted over the script text), the model path
