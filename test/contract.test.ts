@@ -108,7 +108,7 @@ describe(`contract with SGLang ${SGLANG_VERSION}`, () => {
         assert.ok(fields, `${name}: no class ${body.type}`);
         for (const f of body.fields) assert.ok(fields.has(f), `${name}: ${body.type} has no field ${f}`);
       }
-      const query = 'query' in r ? r.query : [];
+      const query: readonly string[] = ('query' in r ? r.query : undefined) ?? [];
       for (const q of query) assert.match(ep.source, new RegExp(`\\b${q}\\s*:`), `${name}: ${r.path} has no query parameter ${q}`);
     }
   });
