@@ -5,7 +5,7 @@ import { Agent } from 'node:http';
 import got, { type Got, type Request } from 'got';
 import type { ModelSpec } from './launch-script.js';
 import { log } from './log.js';
-import { SGLANG_ROUTES, type SglangRouteName } from './sglang-api.js';
+import { SGLANG_ROUTES, type SglangBody, type SglangQuery, type SglangRoute, type SglangRouteName } from './sglang-api.js';
 
 /** uvicorn closes idle keep-alive connections at 5 s; drop ours earlier so none is reused dead. */
 export const FREE_SOCKET_TIMEOUT_MS = 4000;
@@ -183,13 +183,13 @@ export class ModelServer {
 
   /** One call of the SGLang API table, with the key that route needs; a refused key throws
    * ServerAuthError whatever the caller expected. */
-  private async call(name: SglangRouteName, opts: { timeoutMs: number; json?: object; query?: Record<string, string> }): Promise<Answer> {
-    const r = SGLANG_ROUTES[name];
+  private async call<N extends SglangRouteName>(name: N, opts: { timeoutMs: number; json?: SglangBody<N>; query?: SglangQuery<N> }): Promise<Answer> {
+    const r: SglangRoute = SGLANG_ROUTES[name];
     const admin = r.admin && this.spec.adminApiKey !== null;
     const res = await this.http(r.path.slice(1), {
       method: r.method,
-      json: opts.json,
-      searchParams: opts.query,
+      json: opts.json as object | undefined,
+      searchParams: opts.query as Record<string, string> | undefined,
       timeout: { request: opts.timeoutMs },
       headers: admin ? bearer(this.spec.adminApiKey) : {},
     });

@@ -14,30 +14,37 @@ export interface SglangRoute {
   readonly query?: readonly string[];
 }
 
-const route = (method: 'GET' | 'POST', path: string, admin: boolean, extra: Partial<SglangRoute> = {}): SglangRoute =>
-  ({ method, path, admin, ...extra });
-
 export const SGLANG_ROUTES = {
   /** Readiness while starting (runs a forward pass on new builds: never on a released server). */
-  health: route('GET', '/health', false),
+  health: { method: 'GET', path: '/health', admin: false },
   /** Model path without touching the GPU; the old name logs a deprecation warning per call. */
-  modelInfo: route('GET', '/model_info', false),
-  modelInfoOld: route('GET', '/get_model_info', false),
+  modelInfo: { method: 'GET', path: '/model_info', admin: false },
+  modelInfoOld: { method: 'GET', path: '/get_model_info', admin: false },
   /** The settings in effect (a --config file can hold flags the script text does not show). */
-  serverInfo: route('GET', '/server_info', false),
-  serverInfoOld: route('GET', '/get_server_info', false),
-  flushCache: route('POST', '/flush_cache', true, { query: ['timeout'] }),
-  pause: route('POST', '/pause_generation', true, { body: { type: 'PauseGenerationReqInput', fields: ['mode'] } }),
-  continue: route('POST', '/continue_generation', true, { body: { type: 'ContinueGenerationReqInput', fields: [] } }),
-  release: route('POST', '/release_memory_occupation', true, { body: { type: 'ReleaseMemoryOccupationReqInput', fields: [] } }),
-  resume: route('POST', '/resume_memory_occupation', true, { body: { type: 'ResumeMemoryOccupationReqInput', fields: [] } }),
-  reload: route('POST', '/update_weights_from_disk', true, { body: { type: 'UpdateWeightFromDiskReqInput', fields: ['model_path'] } }),
-  weightsChecker: route('POST', '/weights_checker', true, { body: { type: 'CheckWeightsReqInput', fields: ['action'] } }),
+  serverInfo: { method: 'GET', path: '/server_info', admin: false },
+  serverInfoOld: { method: 'GET', path: '/get_server_info', admin: false },
+  flushCache: { method: 'POST', path: '/flush_cache', admin: true, query: ['timeout'] },
+  pause: { method: 'POST', path: '/pause_generation', admin: true, body: { type: 'PauseGenerationReqInput', fields: ['mode'] } },
+  continue: { method: 'POST', path: '/continue_generation', admin: true, body: { type: 'ContinueGenerationReqInput', fields: [] } },
+  release: { method: 'POST', path: '/release_memory_occupation', admin: true, body: { type: 'ReleaseMemoryOccupationReqInput', fields: [] } },
+  resume: { method: 'POST', path: '/resume_memory_occupation', admin: true, body: { type: 'ResumeMemoryOccupationReqInput', fields: [] } },
+  reload: { method: 'POST', path: '/update_weights_from_disk', admin: true, body: { type: 'UpdateWeightFromDiskReqInput', fields: ['model_path'] } },
+  weightsChecker: { method: 'POST', path: '/weights_checker', admin: true, body: { type: 'CheckWeightsReqInput', fields: ['action'] } },
   /** Per-DP-rank load (2026-01+). */
-  loads: route('GET', '/v1/loads', false, { query: ['include'] }),
+  loads: { method: 'GET', path: '/v1/loads', admin: false, query: ['include'] },
 } as const satisfies Record<string, SglangRoute>;
 
 export type SglangRouteName = keyof typeof SGLANG_ROUTES;
+
+/** The JSON body a route may be sent: only the fields listed in the table (none: no body). */
+export type SglangBody<N extends SglangRouteName> = (typeof SGLANG_ROUTES)[N] extends { readonly body: { readonly fields: readonly (infer F extends string)[] } }
+  ? { readonly [K in F]?: unknown }
+  : never;
+
+/** The query parameters a route may be sent. */
+export type SglangQuery<N extends SglangRouteName> = (typeof SGLANG_ROUTES)[N] extends { readonly query: readonly (infer Q extends string)[] }
+  ? { readonly [K in Q]?: string }
+  : never;
 
 /** Fields sglangmux reads from answers: where SGLang defines them, and under which names. */
 export const SGLANG_ANSWER_FIELDS = {
