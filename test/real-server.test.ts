@@ -187,7 +187,7 @@ describe('data parallelism', () => {
   test('with --dp-size 2 a request on rank 1 is waited for, though /flush_cache (rank 0) says idle', async () => {
     // An old build without pause: only /v1/loads can tell that rank 1 still runs.
     const dp = { name: 'a', command: command('a', '--dp-size 2'), env: { SGLANG_SIM_NO_PAUSE: '1', SGLANG_SIM_TOKEN_MS: '20' } };
-    const d = await start([dp, { name: 'b' }]);
+    const d = await start([dp, { name: 'b' }], {}, ['--min-active-secs', '0']);
     const a = d.models.find((m) => m.name === 'a')!;
     assert.equal(await reply(d, 'a'), expectedReply('a', 3));
     const body = (n: number): RequestInit => ({
@@ -200,7 +200,7 @@ describe('data parallelism', () => {
     const before = chats();
     const short = direct(a.port, '/v1/chat/completions', body(5));
     await d.waitLedger(() => chats() > before, 'the short request reached a');
-    const long = direct(a.port, '/v1/chat/completions', body(60));
+    const long = direct(a.port, '/v1/chat/completions', body(100));
     await d.waitLedger(() => chats() > before + 1, 'the long request reached a');
     assert.equal(await reply(d, 'b'), expectedReply('b', 3));
     assert.equal((await short).status, 200);
