@@ -9,7 +9,7 @@ import { log } from './log.js';
 import { GpuMemory } from './gpu-memory.js';
 import { ModelProcess, describeExit, type ExitInfo } from './model-process.js';
 import { ModelServer, ServerAuthError } from './model-server.js';
-import { quiesce, resumeServer } from './server-sequences.js';
+import { releaseServer, resumeServer } from './server-sequences.js';
 
 /**
  * stopped  no process (never started, or stopped to free the GPU without the memory saver)
@@ -631,17 +631,9 @@ export class Scheduler {
     let released = false;
     await this.freeing(from, 'went to sleep', async () => {
       try {
-        if (from.process.running && from.settings.memorySaver
-          && (await quiesce(from.server, from.name, from.settings.dpSize, this.opts.switchTimeoutMs))) {
-          this.setState(from, 'sleeping');
-          try {
-            await from.server.release(this.opts.switchTimeoutMs);
-            released = from.process.running;
-          } catch (err) {
-            if (err instanceof ServerAuthError) throw err;
-            log.warn(`model ${from.name}: release failed (${message(err)}); stopping its process instead`);
-          }
-        }
+        released = from.process.running && from.settings.memorySaver
+          && (await releaseServer(from.server, from.name, from.settings.dpSize, this.opts.switchTimeoutMs, () => this.setState(from, 'sleeping')))
+          && from.process.running;
       } catch (err) {
         if (!(err instanceof ServerAuthError)) throw err;
         this.configurationError(from, err);

@@ -21,7 +21,7 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
  * when it stayed busy past `timeoutMs` or could not be checked (the caller stops it instead).
  * A refused key (ServerAuthError) is thrown: that is a configuration error, not a busy server.
  */
-export async function quiesce(server: ModelServer, name: string, dpSize: number, timeoutMs: number): Promise<boolean> {
+async function quiesce(server: ModelServer, name: string, dpSize: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   try {
     const paused = await server.pause(timeoutMs);
@@ -38,6 +38,24 @@ export async function quiesce(server: ModelServer, name: string, dpSize: number,
   } catch (err) {
     if (err instanceof ServerAuthError) throw err;
     log.warn(`model ${name}: idle check failed (${message(err)})`);
+    return false;
+  }
+}
+
+/**
+ * Quiesces `server`, then releases its GPU memory (`releasing` is told just before). True once
+ * released; false when it must be stopped instead (busy past the timeout, or the release
+ * failed). A refused key is thrown.
+ */
+export async function releaseServer(server: ModelServer, name: string, dpSize: number, timeoutMs: number, releasing: () => void): Promise<boolean> {
+  if (!(await quiesce(server, name, dpSize, timeoutMs))) return false;
+  releasing();
+  try {
+    await server.release(timeoutMs);
+    return true;
+  } catch (err) {
+    if (err instanceof ServerAuthError) throw err;
+    log.warn(`model ${name}: release failed (${message(err)}); stopping its process instead`);
     return false;
   }
 }
