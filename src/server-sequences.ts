@@ -99,7 +99,9 @@ export async function resumeServer(server: ModelServer, steps: WakeSteps): Promi
     }
     if (steps.checksum !== null) {
       const now = await server.weightsChecksum(steps.switchTimeoutMs).catch(() => null);
-      if (now !== steps.checksum) return `its reloaded weights do not match the checksum taken at its cold start (${now ?? 'no checksum'} != ${steps.checksum})`;
+      if (now !== steps.checksum) {
+        return `its reloaded weights do not match the checksum taken at its cold start (${now ?? 'no checksum'} != ${steps.checksum}); if this happens on every wake, add --enable-weights-cpu-backup to its script`;
+      }
     }
   }
   await server.continueGeneration(steps.switchTimeoutMs);

@@ -97,28 +97,31 @@ describe('launch script keys', () => {
     assert.doesNotMatch(d.output, /user-key-1|admin-key-1/, 'keys never logged');
   });
 
-  test('a key the script does not show (a --config file) is a loud configuration error, never stop-and-start', async () => {
-    const d0 = mkdtempSync(join(tmpdir(), 'sglangmux-config-'));
-    const config = join(d0, 'a.yaml');
-    writeFileSync(config, 'admin_api_key: hidden-admin\n');
-    try {
-      const d = await start([{ name: 'a', command: command('a', `--config ${config}`) }, { name: 'b' }]);
-      // Bootstrap tried to put a to sleep: its /pause_generation was refused.
-      const h = await d.health();
-      const a = h.models.find((m) => m.id === 'a') as unknown as { state: string; last_error: string | null };
-      assert.equal(a.state, 'failed');
-      assert.match(a.last_error ?? '', /configuration error: a's server answered 401/);
-      const res = await d.chat('a', 2);
-      assert.equal(res.status, 503);
-      assert.match(res.body.error?.message ?? '', /configuration error/);
-      assert.equal((d.output.match(/model a: configuration error/g) ?? []).length, 1, 'logged once');
-      assert.equal(d.ledger().filter((e) => e.model === 'a' && e.event === 'start').length, 1, 'not started again');
-      assert.equal(await reply(d, 'b'), expectedReply('b', 3));
-      assert.deepEqual(crashes(d.ledger()), []);
-    } finally {
-      rmSync(d0, { recursive: true, force: true });
-    }
-  });
+  for (const [key, when] of [['admin_api_key', 'at its first sleep'], ['api_key', 'at its first start']] as const) {
+    test(`a key the script does not show (${key} in a --config file) is a loud configuration error ${when}, never stop-and-start`, async () => {
+      const d0 = mkdtempSync(join(tmpdir(), 'sglangmux-config-'));
+      const config = join(d0, 'a.yaml');
+      writeFileSync(config, `${key}: hidden-key\n`);
+      try {
+        const d = await start([{ name: 'a', command: command('a', `--config ${config}`) }, { name: 'b' }]);
+        // Bootstrap met the refused key (/server_info after the start, or /pause_generation).
+        const h = await d.health();
+        const a = h.models.find((m) => m.id === 'a') as unknown as { state: string; last_error: string | null };
+        assert.equal(a.state, 'failed');
+        assert.match(a.last_error ?? '', /configuration error: a's server answered 401/);
+        const res = await d.chat('a', 2);
+        assert.equal(res.status, 503);
+        assert.match(res.body.error?.message ?? '', /configuration error/);
+        assert.equal((d.output.match(/model a: configuration error/g) ?? []).length, 1, 'logged once');
+        assert.equal(d.ledger().filter((e) => e.model === 'a' && e.event === 'start').length, 1, 'not started again');
+        assert.equal(await reply(d, 'b'), expectedReply('b', 3));
+        assert.deepEqual(crashes(d.ledger()), []);
+        assert.doesNotMatch(d.output, /hidden-key/);
+      } finally {
+        rmSync(d0, { recursive: true, force: true });
+      }
+    });
+  }
 });
 
 describe('the pause barrier', () => {
