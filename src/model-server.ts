@@ -67,7 +67,7 @@ export class ModelServer {
   private readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
   private readonly http: Got;
   /** Whether the build has /pause_generation (2025-07+), learned from its first answer. */
-  private pauseRoutes: boolean | null = null;
+  private pauseRoutes: 'unknown' | 'present' | 'absent' = 'unknown';
   /** New info routes this build answered 404: it has only their old names. */
   private readonly oldOnly = new Set<SglangRouteName>();
 
@@ -133,24 +133,24 @@ export class ModelServer {
    * new requests, /health's generation among them, then wait inside the server. False on a
    * build without the route (404), remembered. */
   async pause(timeoutMs: number): Promise<boolean> {
-    if (this.pauseRoutes === false) return false;
+    if (this.pauseRoutes === 'absent') return false;
     const res = await this.call('pause', { timeoutMs, json: { mode: 'abort' } });
     if (res.status === 404) {
-      this.pauseRoutes = false;
+      this.pauseRoutes = 'absent';
       log.info(`model ${this.spec.name}: this SGLang build has no /pause_generation; sleeping without the pause barrier`);
       return false;
     }
     expectOk('pause', res);
-    this.pauseRoutes = true;
+    this.pauseRoutes = 'present';
     return true;
   }
 
   /** Lets the requests that waited during a pause run (nothing to do on builds without pause). */
   async continueGeneration(timeoutMs: number): Promise<void> {
-    if (this.pauseRoutes === false) return;
+    if (this.pauseRoutes === 'absent') return;
     const res = await this.call('continue', { timeoutMs, json: {} });
     if (res.status === 404) {
-      this.pauseRoutes = false;
+      this.pauseRoutes = 'absent';
       return;
     }
     expectOk('continue', res);
