@@ -3,7 +3,7 @@
 // a pinned SGLang release (downloaded without dependencies by scripts/install-test-deps.sh). A
 // SGLang that renames or drops one of them fails here instead of on a user's GPU host.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { SGLANG_ANSWER_FIELDS, SGLANG_FLAGS, SGLANG_ROUTES } from '../src/sglang-api.js';
@@ -11,7 +11,9 @@ import { testTool } from './support/tools.js';
 
 const SGLANG_VERSION = '0.5.23'; // as pinned in scripts/install-test-deps.sh
 
+/** Every .py file below `dir` (none when it does not exist: older releases lack some folders). */
 function pyFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
   return readdirSync(dir).flatMap((f) => {
     const p = join(dir, f);
     return statSync(p).isDirectory() ? pyFiles(p) : f.endsWith('.py') ? [p] : [];
@@ -71,13 +73,7 @@ function classFields(srtDir: string, className: string): Set<string> | null {
 
 /** Fields of the server arguments: declared on ServerArgs or its field groups (arg_groups). */
 function serverArgFields(srtDir: string): Set<string> {
-  const files = [join(srtDir, 'server_args.py'), ...pyFiles(join(srtDir, 'arg_groups'))].filter((f) => {
-    try {
-      return statSync(f).isFile();
-    } catch {
-      return false;
-    }
-  });
+  const files = [join(srtDir, 'server_args.py'), ...pyFiles(join(srtDir, 'arg_groups'))];
   const fields = new Set<string>();
   for (const f of files) for (const m of readFileSync(f, 'utf8').matchAll(/^ {4}([a-z_][a-z0-9_]*)\s*:/gm)) fields.add(m[1]!);
   return fields;
