@@ -49,3 +49,18 @@ tool() {
   printf '%s' "$*" > "$stamp"
 }
 # ---- Python tools for the tests go here, each `tool NAME 'pkg==version'…` ----
+
+# SGLang's own source, for the contract test (test/contract.test.ts): the pinned release's wheel,
+# downloaded without dependencies (no torch) and unpacked, never installed. Bump SGLANG_VERSION
+# to check sglangmux against a newer SGLang.
+SGLANG_VERSION=0.5.23
+sglang_dir="$deps/sglang-$SGLANG_VERSION"
+if [ ! -f "$sglang_dir/.complete" ]; then
+  rm -rf "$sglang_dir" "$deps/sglang-download"
+  "$deps/uv/bin/pip" download -q --no-deps --only-binary=:all: --implementation cp \
+    --python-version 3.11 --platform manylinux_2_34_x86_64 \
+    -d "$deps/sglang-download" "sglang==$SGLANG_VERSION"
+  /usr/bin/python3 -m zipfile -e "$deps"/sglang-download/sglang-"$SGLANG_VERSION"-*.whl "$sglang_dir"
+  rm -rf "$deps/sglang-download"
+  touch "$sglang_dir/.complete"
+fi

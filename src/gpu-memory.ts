@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { log } from './log.js';
 
-const QUERY = ['--query-gpu=timestamp,index,memory.used', '--format=csv,noheader,nounits'];
+const QUERY = ['--query-gpu=timestamp,index,memory.used,memory.total', '--format=csv,noheader,nounits'];
 /** Often enough that the wait after a release adds ~10 ms on average to a switch. */
 const SAMPLE_MS = 20;
 /** How long a reading may wait for nvidia-smi's lines before the check is given up. */
@@ -27,6 +27,8 @@ const STOP_GRACE_MS = 2000;
 interface Reading {
   readonly mb: number;
   readonly at: number;
+  /** Memory of the GPU(s), when nvidia-smi tells. */
+  readonly totalMb: number | null;
 }
 
 /** idle: not running (not needed yet, or ended: started again when needed); unavailable: not
@@ -74,6 +76,12 @@ export class GpuMemory {
     return reading?.mb ?? null;
   }
 
+  /** MiB free over all GPUs, sampled at or after `since`, or null when nvidia-smi cannot tell. */
+  async free(since = 0): Promise<number | null> {
+    const reading = await this.waitFor((r) => r.at >= since, READING_TIMEOUT_MS);
+    return reading === null || reading.totalMb === null ? null : reading.totalMb - reading.mb;
+  }
+
   /** Waits until a reading sampled after `since` (when the memory was let go) shows less in use
    * than `before`, up to `timeoutMs`; then goes on with a warning. */
   async waitBelow(before: number | null, since: number, timeoutMs: number, what: string): Promise<void> {
@@ -102,11 +110,13 @@ export class GpuMemory {
     if (!this.complete) return null;
     let mb = 0;
     let at = Infinity;
+    let totalMb: number | null = 0;
     for (const r of this.perGpu.values()) {
       mb += r.mb;
       at = Math.min(at, r.at);
+      totalMb = totalMb === null || r.totalMb === null ? null : totalMb + r.totalMb;
     }
-    return { mb, at };
+    return { mb, at, totalMb };
   }
 
   /** The first reading (the latest, or one still to come) that satisfies `ok`; null on timeout
@@ -157,7 +167,7 @@ export class GpuMemory {
     createInterface({ input: child.stdout }).on('line', (line) => {
       if (this.child !== child) return; // late output of a sampler already given up
       this.lastLineAt = Date.now();
-      const [stamp, index, value] = line.split(',').map((s) => s.trim());
+      const [stamp, index, value, total] = line.split(',').map((s) => s.trim());
       if (index === undefined || value === undefined) {
         remember(`${line}\n`); // e.g. "No devices were found" is said on stdout
         return;
@@ -170,7 +180,8 @@ export class GpuMemory {
       }
       // The first index seen again means every GPU has been printed once.
       if (this.perGpu.has(index)) this.complete = true;
-      this.perGpu.set(index, { mb, at: sampledAt(stamp ?? '', this.lastLineAt) });
+      const totalMb = Number(total);
+      this.perGpu.set(index, { mb, at: sampledAt(stamp ?? '', this.lastLineAt), totalMb: total !== undefined && total !== '' && Number.isFinite(totalMb) ? totalMb : null });
       if (this.complete) this.notify();
     });
     child.on('error', (err: NodeJS.ErrnoException) => {

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
+import { SGLANG_FLAGS } from './sglang-api.js';
 
 export interface ModelSpec {
   /** The OpenAI model id clients send in `model`. */
@@ -16,8 +17,17 @@ export interface ModelSpec {
   readonly memorySaver: boolean;
   /** `--enable-weights-cpu-backup`: weights survive a release, no reload from disk needed. */
   readonly cpuBackup: boolean;
-  /** `--api-key` of the model server, used for the daemon's own calls to it. */
+  /** `--api-key` of the model server (`$VAR` resolved): sent on every call to it that is not
+   * a control call, forwarded requests included. */
   readonly apiKey: string | null;
+  /** `--admin-api-key` (`$VAR` resolved): once set, SGLang opens its control routes (flush,
+   * pause, release, resume, reload) only to this key. */
+  readonly adminApiKey: string | null;
+  /** `--dp-size`: data-parallel ranks (1 when absent). */
+  readonly dpSize: number;
+  /** `--quantization` / `--load-format` as written: some make a reload from disk unreliable. */
+  readonly quantization: string | null;
+  readonly loadFormat: string | null;
   /** Hash of the script's text: a reload restarts the model when it changes. */
   readonly digest: string;
 }
@@ -74,7 +84,7 @@ function words(text: string): string[] {
 }
 
 /** The value of `--flag v` or `--flag=v` among the words; first match wins. */
-function flagValue(ws: string[], flags: string[]): string | undefined {
+function flagValue(ws: string[], flags: readonly string[]): string | undefined {
   for (let i = 0; i < ws.length; i++) {
     const w = ws[i]!;
     for (const f of flags) {
@@ -88,7 +98,27 @@ function flagValue(ws: string[], flags: string[]): string | undefined {
 const literal = (v: string | undefined): string | undefined =>
   v === undefined || v === '' || v.includes('$') ? undefined : v;
 
-export function parseLaunchScript(script: string, text: string): ModelSpec {
+/** A key flag's value with `$VAR` / `${VAR}` expanded as bash would when running the script: from
+ * a literal assignment in the script, else from the environment the script runs with. An unset
+ * variable is an error: the server would start with a key sglangmux cannot know. */
+function expandKey(script: string, flag: string, value: string | undefined, lines: string[], env: NodeJS.ProcessEnv): string | null {
+  if (value === undefined) return null;
+  const expanded = value.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g, (_m, braced?: string, bare?: string) => {
+    const variable = (braced ?? bare)!;
+    const assigned = assignment(lines, variable);
+    const v = assigned !== undefined && !assigned.includes('$') ? assigned : env[variable];
+    if (v === undefined || v === '') {
+      throw new ScriptError(script, `${flag} uses $${variable}, which is not set in the environment sglangmux runs the script with; export it before starting sglangmux`);
+    }
+    return v;
+  });
+  if (expanded.includes('$')) throw new ScriptError(script, `${flag} uses shell expansion sglangmux cannot evaluate; use $VAR, \${VAR} or a literal`);
+  return expanded === '' ? null : expanded;
+}
+
+/** Reads a launch script's settings. `env` is the environment the script will run with: key
+ * flags may name variables from it. */
+export function parseLaunchScript(script: string, text: string, env: NodeJS.ProcessEnv = {}): ModelSpec {
   const lines = text.split(/\r?\n/);
   const ws = words(text);
   const assignedName = assignment(lines, 'MODEL_NAME');
@@ -98,12 +128,16 @@ export function parseLaunchScript(script: string, text: string): ModelSpec {
       throw new ScriptError(script, `${variable}=${value} uses shell expansion, which sglangmux does not evaluate; write the value literally`);
     }
   }
-  const modelPath = literal(flagValue(ws, ['--model-path', '--model']));
-  const name = literal(assignedName) ?? literal(flagValue(ws, ['--served-model-name'])) ?? modelPath;
+  const modelPath = literal(flagValue(ws, SGLANG_FLAGS.modelPath));
+  const name = literal(assignedName) ?? literal(flagValue(ws, SGLANG_FLAGS.servedName)) ?? modelPath;
   if (!name) {
     throw new ScriptError(script, 'no model name (add a MODEL_NAME=<id> line or --served-model-name)');
   }
-  const portText = literal(assignedPort) ?? literal(flagValue(ws, ['--port']));
+  if (name.includes(':')) {
+    // SGLang reads `base:adapter` in a request's model as a LoRA adapter, and refuses such names.
+    throw new ScriptError(script, `model name '${name}' contains ':', which SGLang reads as a LoRA adapter (base:adapter); choose a name without ':'`);
+  }
+  const portText = literal(assignedPort) ?? literal(flagValue(ws, SGLANG_FLAGS.port));
   if (portText === undefined) throw new ScriptError(script, 'no port (add a PORT=<port> line or --port)');
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port < 1 || port > 65535) {
@@ -114,11 +148,30 @@ export function parseLaunchScript(script: string, text: string): ModelSpec {
     port,
     script,
     modelPath: modelPath ?? null,
-    memorySaver: ws.includes('--enable-memory-saver'),
-    cpuBackup: ws.includes('--enable-weights-cpu-backup'),
-    apiKey: literal(flagValue(ws, ['--api-key'])) ?? null,
+    memorySaver: SGLANG_FLAGS.memorySaver.some((f) => ws.includes(f)),
+    cpuBackup: SGLANG_FLAGS.cpuBackup.some((f) => ws.includes(f)),
+    apiKey: expandKey(script, '--api-key', flagValue(ws, SGLANG_FLAGS.apiKey), lines, env),
+    adminApiKey: expandKey(script, '--admin-api-key', flagValue(ws, SGLANG_FLAGS.adminApiKey), lines, env),
+    dpSize: dpSize(script, flagValue(ws, SGLANG_FLAGS.dpSize)),
+    quantization: literal(flagValue(ws, SGLANG_FLAGS.quantization)) ?? null,
+    loadFormat: literal(flagValue(ws, SGLANG_FLAGS.loadFormat)) ?? null,
     digest: createHash('sha256').update(text).digest('hex'),
   };
+}
+
+/** What in a script makes update_weights_from_disk untrustworthy: it supports only the default
+ * loader, and reloads of FP8 checkpoints (compressed-tensors, blockwise) corrupt or crash. */
+export function reloadRisk(spec: ModelSpec): string | null {
+  if (spec.loadFormat !== null && spec.loadFormat !== 'auto') return `--load-format ${spec.loadFormat}`;
+  if (spec.quantization !== null && /fp8|compressed|modelopt|w8a8/i.test(spec.quantization)) return `--quantization ${spec.quantization}`;
+  return null;
+}
+
+function dpSize(script: string, text: string | undefined): number {
+  if (literal(text) === undefined) return 1;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new ScriptError(script, `invalid --dp-size '${text}'`);
+  return n;
 }
 
 /** The scripts named on the command line; a directory stands for its `*.sh` files, sorted, so
@@ -137,7 +190,7 @@ export function expandScriptArgs(args: readonly string[]): string[] {
 }
 
 /** Reads and checks every script; throws ScriptError naming the first script with a problem. */
-export function loadLaunchScripts(args: readonly string[], listenPort: number): ModelSpec[] {
+export function loadLaunchScripts(args: readonly string[], listenPort: number, env: NodeJS.ProcessEnv = {}): ModelSpec[] {
   const paths = expandScriptArgs(args);
   if (paths.length === 0) throw new ScriptError(args.join(' '), 'no launch scripts (*.sh) found');
   const specs: ModelSpec[] = [];
@@ -149,7 +202,7 @@ export function loadLaunchScripts(args: readonly string[], listenPort: number): 
     } catch (err) {
       throw new ScriptError(path, `cannot read launch script (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
     }
-    const spec = parseLaunchScript(script, text);
+    const spec = parseLaunchScript(script, text, env);
     const sameName = specs.find((s) => s.name === spec.name);
     if (sameName) throw new ScriptError(path, `model name '${spec.name}' is also used by ${basename(sameName.script)}`);
     const samePort = specs.find((s) => s.port === spec.port);

@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { exitWithUsageError, parseArgs, UsageError, type Options } from './cli.js';
 import { createApp } from './frontend.js';
-import { loadLaunchScripts, ScriptError, type ModelSpec } from './launch-script.js';
+import { loadLaunchScripts, reloadRisk, ScriptError, type ModelSpec } from './launch-script.js';
 import { log } from './log.js';
 import { Metrics } from './metrics.js';
 import { Scheduler } from './scheduler.js';
@@ -14,7 +14,7 @@ const STOP_GRACE_MS = 10_000;
 function configure(argv: readonly string[]): { opts: Options; specs: ModelSpec[] } {
   try {
     const opts = parseArgs(argv);
-    return { opts, specs: loadLaunchScripts(opts.scripts, opts.listenPort) };
+    return { opts, specs: loadLaunchScripts(opts.scripts, opts.listenPort, scriptEnv()) };
   } catch (err) {
     if (err instanceof UsageError || err instanceof ScriptError) exitWithUsageError(err.message);
     throw err;
@@ -25,14 +25,19 @@ function warnAboutSleep(spec: ModelSpec): void {
   if (!spec.memorySaver) {
     log.warn(`model ${spec.name} (${spec.script}): no --enable-memory-saver, so it is stopped and restarted on every switch; add --enable-memory-saver to its sglang command to sleep and wake it in seconds`);
   } else if (!spec.cpuBackup) {
-    log.info(`model ${spec.name}: weights are reloaded from disk on every wake; --enable-weights-cpu-backup keeps them in CPU memory instead`);
+    const risky = reloadRisk(spec);
+    if (risky) {
+      log.warn(`model ${spec.name} (${spec.script}): sleeps without --enable-weights-cpu-backup and uses ${risky}, which SGLang's reload from disk is known to refuse or silently corrupt; add --enable-weights-cpu-backup (costs host RAM equal to the weights, pinned, from the first sleep on)`);
+    } else {
+      log.info(`model ${spec.name}: weights are reloaded from disk on every wake; --enable-weights-cpu-backup keeps them in CPU memory instead (host RAM equal to the weights)`);
+    }
   }
 }
 
 /** The environment for launch scripts, without the daemon's own keys (the model servers have
- * theirs, in their scripts). */
-function withoutDaemonKeys(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const { SGLANGMUX_API_KEY: _api, SGLANGMUX_ADMIN_API_KEY: _admin, ...rest } = env;
+ * theirs, in their scripts, often as `$VAR` from this environment). */
+function scriptEnv(): NodeJS.ProcessEnv {
+  const { SGLANGMUX_API_KEY: _api, SGLANGMUX_ADMIN_API_KEY: _admin, ...rest } = process.env;
   return rest;
 }
 
@@ -48,7 +53,7 @@ function minActiveMs(opts: Options): number {
 function reload(scheduler: Scheduler, opts: Options): void {
   let specs: ModelSpec[];
   try {
-    specs = loadLaunchScripts(opts.scripts, opts.listenPort);
+    specs = loadLaunchScripts(opts.scripts, opts.listenPort, scriptEnv());
   } catch (err) {
     log.error(`SIGHUP: configuration rejected, keeping the running one: ${err instanceof Error ? err.message : String(err)}`);
     return;
@@ -70,7 +75,7 @@ async function main(): Promise<void> {
     switchTimeoutMs: opts.modelSwitchTimeoutSecs * 1000,
     minActiveMs: minActiveMs(opts),
     logDir: resolve(opts.logDir),
-    env: withoutDaemonKeys(process.env),
+    env: scriptEnv(),
     stopGraceMs: STOP_GRACE_MS,
     idleSleepMs: opts.idleSleepSecs === null ? null : opts.idleSleepSecs * 1000,
     lazy: opts.lazy,

@@ -8,7 +8,8 @@ import type { ModelSpec } from './launch-script.js';
 import { log } from './log.js';
 import { GpuMemory } from './gpu-memory.js';
 import { ModelProcess, describeExit, type ExitInfo } from './model-process.js';
-import { ModelServer } from './model-server.js';
+import { ModelServer, ServerAuthError } from './model-server.js';
+import { releaseServer, resumeServer } from './server-sequences.js';
 
 /**
  * stopped  no process (never started, or stopped to free the GPU without the memory saver)
@@ -101,7 +102,9 @@ interface Waiter {
 }
 
 const READY_POLL_MS = 25;
-const IDLE_POLL_MS = 50;
+/** Headroom over what a model took at its last wake before resuming it: the larger of these. */
+const RESUME_MARGIN_MB = 64;
+const RESUME_MARGIN = 0.05;
 const MAX_BACKOFF_MS = 30_000;
 /** Awake this long without a crash, a model is no longer in a crash loop. */
 const STABLE_MS = 60_000;
@@ -113,6 +116,11 @@ export function backoffMs(failures: number): number {
 }
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** A catch handler giving `fallback` for any error but a refused key. */
+const unlessAuth = <T>(fallback: T) => (err: unknown): T => {
+  if (err instanceof ServerAuthError) throw err;
+  return fallback;
+};
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 class Slot {
@@ -136,11 +144,19 @@ class Slot {
    * the requests back, and awaited before anything relies on it (the next sleep's wait). */
   memoryMeasured: Promise<void> = Promise.resolve();
   modelPath: string | null;
+  /** The settings in effect: the script's, corrected by the server's /server_info after a start
+   * (a --config file can hold flags the script text does not show). */
+  settings: { memorySaver: boolean; cpuBackup: boolean; dpSize: number };
+  /** Checksum of its weights after its last cold start, to verify reloads (null: none). */
+  checksum: string | null = null;
+  /** The server refused sglangmux's key: not started again until its script changes. */
+  configError: string | null = null;
   readonly server: ModelServer;
   readonly process: ModelProcess;
 
   constructor(readonly spec: ModelSpec, opts: SchedulerOptions, onExit: (slot: Slot, info: ExitInfo) => void) {
     this.modelPath = spec.modelPath;
+    this.settings = { memorySaver: spec.memorySaver, cpuBackup: spec.cpuBackup, dpSize: spec.dpSize };
     this.server = new ModelServer(spec);
     this.process = new ModelProcess(spec, opts.logDir, opts.env, (info) => onExit(this, info));
   }
@@ -216,8 +232,8 @@ export class Scheduler {
         in_flight: s.inflight,
         waiting: s.waiters.length,
         oldest_wait_ms: oldest ? now - oldest.since : null,
-        memory_saver: s.spec.memorySaver,
-        cpu_backup: s.spec.cpuBackup,
+        memory_saver: s.settings.memorySaver,
+        cpu_backup: s.settings.cpuBackup,
         failures: s.failures,
       };
     });
@@ -322,6 +338,7 @@ export class Scheduler {
     if (!slot) return Promise.reject(new Error(`unknown model ${model}`));
     if (this.closing) return Promise.reject(modelNotReady('sglangmux is shutting down'));
     if (signal.aborted) return Promise.reject(new ClientGone());
+    if (slot.configError !== null) return Promise.reject(modelNotReady(slot.configError));
     const since = Date.now();
     if (slot.state === 'failed' && since < slot.retryAt) {
       const secs = Math.ceil((slot.retryAt - since) / 1000);
@@ -613,48 +630,28 @@ export class Scheduler {
     const started = Date.now();
     let released = false;
     await this.freeing(from, 'went to sleep', async () => {
-      if (from.process.running && from.spec.memorySaver && (await this.confirmIdle(from))) {
-        this.setState(from, 'sleeping');
-        try {
-          await from.server.release(this.opts.switchTimeoutMs);
-          released = from.process.running;
-        } catch (err) {
-          log.warn(`model ${from.name}: release failed (${message(err)}); stopping its process instead`);
-        }
+      try {
+        released = from.process.running && from.settings.memorySaver
+          && (await releaseServer(from.server, from.name, from.settings.dpSize, this.opts.switchTimeoutMs, () => this.setState(from, 'sleeping')))
+          && from.process.running;
+      } catch (err) {
+        if (!(err instanceof ServerAuthError)) throw err;
+        this.configurationError(from, err);
       }
       if (released) {
         this.setState(from, 'asleep');
         log.info(`model ${from.name}: asleep (released in ${Date.now() - started} ms)`);
       } else {
-        await this.stopModel(from, 'stopped');
+        await this.stopModel(from, from.configError === null ? 'stopped' : 'failed');
         if (from.state === 'stopped') log.info(`model ${from.name}: stopped to free the GPU`);
       }
       // An activation that ended in a normal sleep (without the memory saver: a normal stop)
       // clears the crash-loop count.
-      if (released || (!from.spec.memorySaver && from.state === 'stopped')) from.failures = 0;
+      if (released || (!from.settings.memorySaver && from.state === 'stopped')) from.failures = 0;
     });
-    this.observer.phase({ model: from.name, phase: 'sleep', ok: released || !from.spec.memorySaver, ms: Date.now() - started });
+    this.observer.phase({ model: from.name, phase: 'sleep', ok: released || !from.settings.memorySaver, ms: Date.now() - started });
     this.active = null;
     return true;
-  }
-
-  /** Polls /flush_cache until the server reports nothing running (a disconnected client's
-   * generation can keep running inside it for a while). False if it never does in time. */
-  private async confirmIdle(slot: Slot): Promise<boolean> {
-    const deadline = Date.now() + this.opts.switchTimeoutMs;
-    for (;;) {
-      try {
-        if (await slot.server.isIdle(this.opts.switchTimeoutMs)) return true;
-      } catch (err) {
-        log.warn(`model ${slot.name}: idle check failed (${message(err)})`);
-        return false;
-      }
-      if (Date.now() >= deadline) {
-        log.warn(`model ${slot.name}: still busy after ${this.opts.switchTimeoutMs} ms; stopping it instead of releasing`);
-        return false;
-      }
-      await delay(IDLE_POLL_MS);
-    }
   }
 
   /** Makes `slot` the awake model: resume if it sleeps with its process up, else start it. */
@@ -662,28 +659,40 @@ export class Scheduler {
     if (this.closing) return false;
     this.active = slot;
     const started = Date.now();
-    const phase = slot.state === 'asleep' && slot.process.running ? 'wake' : 'start';
+    let phase: 'wake' | 'start' = slot.state === 'asleep' && slot.process.running ? 'wake' : 'start';
+    if (phase === 'wake' && !(await this.roomToResume(slot))) {
+      await this.stopModel(slot, 'stopped');
+      phase = 'start';
+    }
     const memoryBefore = await this.gpu.used(this.gpuLetGoAt);
     try {
       if (phase === 'wake') {
         this.setState(slot, 'waking');
-        await slot.server.resume(this.opts.switchTimeoutMs);
-        if (!slot.spec.cpuBackup) {
-          // Without a CPU backup the released weights were discarded: reload them before use.
-          const path = slot.modelPath ?? (await slot.server.modelPath());
-          if (!path) throw new Error('cannot reload weights: model path unknown');
-          await slot.server.reloadWeights(path, this.opts.readyTimeoutMs);
-        }
+        // Without a CPU backup the released weights were discarded: reload them before use.
+        const reloadFrom = slot.settings.cpuBackup ? null : (slot.modelPath ?? (await slot.server.modelPath()));
+        if (!slot.settings.cpuBackup && !reloadFrom) throw new Error('cannot reload weights: model path unknown');
+        const problem = await resumeServer(slot.server, {
+          reloadFrom,
+          checksum: slot.checksum,
+          switchTimeoutMs: this.opts.switchTimeoutMs,
+          reloadTimeoutMs: this.opts.readyTimeoutMs,
+        });
         if (!slot.process.running) throw new Error(slot.lastError ?? 'process exited while waking');
-        log.info(`model ${slot.name}: awake (resumed in ${Date.now() - started} ms)`);
-      } else {
+        if (problem === null) {
+          log.info(`model ${slot.name}: awake (resumed in ${Date.now() - started} ms)`);
+        } else {
+          // Its generation stays paused: it never answers with weights that cannot be trusted.
+          log.error(`model ${slot.name}: ${problem}; stopping it and starting it cold instead`);
+          await slot.process.stop(this.opts.stopGraceMs);
+          phase = 'start';
+        }
+      }
+      if (phase === 'start') {
         this.setState(slot, 'starting');
         slot.process.start();
         this.observer.processStarted(slot.name);
         await this.waitReady(slot);
-        if (!slot.modelPath && slot.spec.memorySaver && !slot.spec.cpuBackup) {
-          slot.modelPath = await slot.server.modelPath();
-        }
+        await this.learnSettings(slot);
         log.info(`model ${slot.name}: ready (started in ${Date.now() - started} ms)`);
       }
       slot.awakeSince = Date.now();
@@ -695,6 +704,7 @@ export class Scheduler {
       this.observer.phase({ model: slot.name, phase, ok: true, ms: Date.now() - started });
       return true;
     } catch (err) {
+      if (err instanceof ServerAuthError) this.configurationError(slot, err);
       this.observer.phase({ model: slot.name, phase, ok: false, ms: Date.now() - started });
       const reason = slot.state === 'failed' && slot.lastError ? slot.lastError : `${slot.name}: ${message(err)}`;
       log.error(`model ${slot.name}: failed to ${phase}: ${reason}`);
@@ -710,6 +720,58 @@ export class Scheduler {
       if (this.active === slot) this.active = null;
       return false;
     }
+  }
+
+  /** Hazards 5 and 8: a resume that does not fit hangs the server, and sleeping servers keep a
+   * residue. Where nvidia-smi tells, free memory must cover what the model took at its last wake
+   * plus a margin; else sleeping servers' processes are stopped (freeing their residue) until it
+   * does. False when even that is not enough: the model is then started cold, which sizes its KV
+   * cache from the memory free. */
+  private async roomToResume(slot: Slot): Promise<boolean> {
+    await slot.memoryMeasured;
+    if (slot.memoryMb === null) return true;
+    const want = slot.memoryMb + Math.max(RESUME_MARGIN_MB, Math.round(slot.memoryMb * RESUME_MARGIN));
+    let free = await this.gpu.free(this.gpuLetGoAt);
+    for (const other of this.slots.values()) {
+      if (free === null || free >= want) return true;
+      if (other === slot || other.state !== 'asleep' || !other.process.running) continue;
+      log.warn(`model ${slot.name}: ${free} MiB of GPU memory free, its resume needs ${want} MiB; stopping sleeping ${other.name} to free its residue`);
+      await this.stopModel(other, 'stopped');
+      free = await this.gpu.free(this.gpuLetGoAt);
+    }
+    if (free === null || free >= want) return true;
+    log.warn(`model ${slot.name}: ${free} MiB of GPU memory free, its resume needs ${want} MiB and would hang; starting it cold instead`);
+    return false;
+  }
+
+  /** After a cold start: the settings in effect (trusted over the script text), the model path
+   * a reload needs, and the weights' checksum to verify reloads against. */
+  private async learnSettings(slot: Slot): Promise<void> {
+    const inEffect = await slot.server.settings().catch(unlessAuth(null));
+    if (inEffect !== null) {
+      const was = slot.settings;
+      slot.settings = {
+        memorySaver: inEffect.memorySaver ?? was.memorySaver,
+        cpuBackup: inEffect.cpuBackup ?? was.cpuBackup,
+        dpSize: inEffect.dpSize ?? was.dpSize,
+      };
+      if (JSON.stringify(was) !== JSON.stringify(slot.settings)) {
+        log.warn(`model ${slot.name}: the server runs with ${JSON.stringify(slot.settings)}, not ${JSON.stringify(was)} as its script reads (a --config file?); using the server's`);
+      }
+      slot.modelPath = inEffect.modelPath ?? slot.modelPath;
+    }
+    const reloads = slot.settings.memorySaver && !slot.settings.cpuBackup;
+    if (!slot.modelPath && reloads) slot.modelPath = await slot.server.modelPath();
+    slot.checksum = reloads ? await slot.server.weightsChecksum(this.opts.switchTimeoutMs).catch(unlessAuth(null)) : null;
+  }
+
+  /** A model server refused the key sglangmux sends: said once, shown in /health and in every
+   * answer for the model, and the model is not started again until its script changes. */
+  private configurationError(slot: Slot, err: ServerAuthError): void {
+    if (slot.configError === null) log.error(`model ${slot.name}: ${err.message}`);
+    slot.configError = err.message;
+    slot.lastError = err.message;
+    this.failWaiters(slot, modelNotReady(err.message));
   }
 
   /** Sets `slot.memoryMb` from the first nvidia-smi reading after its wake ended at `woke`. */

@@ -37,6 +37,18 @@ test('a reading is the sum over all GPUs, from one nvidia-smi left running', asy
   assert.ok(pidGone(Number(smi.starts()[0])), 'nvidia-smi still runs after close()');
 });
 
+test('free memory is the sum of total minus used over all GPUs; unknown without memory.total', async () => {
+  const smi = fakeSmi('totals', 'while :; do echo "$(stamp), 0, 100, 1000"; echo "$(stamp), 1, 250, 1000"; sleep 0.05; done');
+  const gpu = new GpuMemory(smi.command);
+  assert.equal(await gpu.free(), 1650);
+  await gpu.close();
+  const old = fakeSmi('no-totals', 'while :; do echo "$(stamp), 0, 100"; sleep 0.05; done');
+  const gpu2 = new GpuMemory(old.command);
+  assert.equal(await gpu2.free(), null);
+  assert.equal(await gpu2.used(), 100);
+  await gpu2.close();
+});
+
 test('a sampler that ends while a switch waits for freed memory is started again and the wait goes on', async () => {
   // First run: memory still held, then it dies; the runs after: memory freed.
   const smi = fakeSmi('dies-once', `if [ "$(wc -l < '${join(dir, 'dies-once.starts')}')" -eq 1 ]; then echo "$(stamp), 0, 500"; echo "$(stamp), 0, 500"; exit 1; fi\nwhile :; do echo "$(stamp), 0, 100"; sleep 0.05; done`);

@@ -777,3 +777,110 @@ describe('fault knobs', () => {
     assert.equal(sum(ledgerEvents, 'alloc') - sum(ledgerEvents, 'free'), 0);
   });
 });
+
+describe('what SGLang does that the daemon must respect (issue P6)', () => {
+  test('--admin-api-key: only it opens the control routes; the API key opens the others', async () => {
+    const sim = await Sim.start({ args: ['--api-key', 'user', '--admin-api-key', 'admin'] });
+    const user = { authorization: 'Bearer user' };
+    const admin = { authorization: 'Bearer admin' };
+    for (const path of ['/flush_cache', '/pause_generation', '/continue_generation', '/weights_checker']) {
+      assert.equal((await post(sim.port, path, {}, user)).status, 401, `${path} with the API key`);
+      assert.equal((await post(sim.port, path, {}, admin)).status, 200, `${path} with the admin key`);
+    }
+    assert.equal((await get(sim.port, '/model_info', user)).status, 200);
+    assert.equal((await get(sim.port, '/model_info', admin)).status, 401, 'the admin key is not the API key');
+    assert.equal((await post(sim.port, '/v1/chat/completions', chatBody(1), user)).status, 200);
+    assert.equal((await get(sim.port, '/health')).status, 200);
+  });
+
+  test('--config: flags hidden from the command line, shown by /server_info', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sim-config-'));
+    try {
+      const config = join(dir, 'c.yaml');
+      writeFileSync(config, 'enable_memory_saver: true\nenable-weights-cpu-backup: false\ndp_size: 2\napi_key: "hidden"\n');
+      const sim = await Sim.start({ args: ['--config', config] });
+      assert.equal((await get(sim.port, '/server_info')).status, 401);
+      const info = json(await get(sim.port, '/server_info', { authorization: 'Bearer hidden' })) as Record<string, unknown>;
+      assert.equal(info.enable_memory_saver, true);
+      assert.equal(info.enable_weights_cpu_backup, false);
+      assert.equal(info.dp_size, 2);
+      assert.deepEqual(json(await get(sim.port, '/get_server_info', { authorization: 'Bearer hidden' })), info);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('paused: a /health probe on a released server waits for continue instead of crashing it', async () => {
+    const sim = await Sim.start({ args: ['--enable-memory-saver', '--enable-weights-cpu-backup'] });
+    assert.equal((await post(sim.port, '/pause_generation', { mode: 'abort' })).status, 200);
+    assert.equal((await post(sim.port, '/release_memory_occupation', {})).status, 200);
+    const probe = track(get(sim.port, '/health'));
+    await waitLedger(sim.ledger, (e) => e.event === 'request' && e.route === '/health', 'the probe arrived');
+    assert.equal(probe.settled(), false);
+    assert.equal((await post(sim.port, '/resume_memory_occupation', {})).status, 200);
+    assert.equal((await post(sim.port, '/continue_generation', {})).status, 200);
+    await waitLedger(sim.ledger, (e) => e.event === 'continue', 'continued');
+    assert.deepEqual(crashes(sim.events()), []);
+  });
+
+  test('SGLANG_SIM_NO_PAUSE: pause and continue are 404 (builds before 2025-07)', async () => {
+    const sim = await Sim.start({ env: { noPause: true } });
+    assert.equal((await post(sim.port, '/pause_generation', { mode: 'abort' })).status, 404);
+    assert.equal((await post(sim.port, '/continue_generation', {})).status, 404);
+  });
+
+  test('--dp-size 2: /flush_cache sees rank 0 only, /v1/loads every rank, a release crashes on rank 1 work', async () => {
+    const sim = await Sim.start({ args: ['--enable-memory-saver', '--dp-size', '2'], env: { tokenMs: 20 } });
+    const first = post(sim.port, '/v1/chat/completions', chatBody(2));
+    await waitLedger(sim.ledger, (e) => e.event === 'request' && e.route === '/v1/chat/completions', 'rank 0 busy');
+    const second = post(sim.port, '/v1/chat/completions', chatBody(100)).catch(() => null); // dropped by the crash
+    await first;
+    // Rank 0 idle, rank 1 running.
+    assert.equal((await post(sim.port, '/flush_cache')).status, 200);
+    const loads = json(await get(sim.port, '/v1/loads?include=core')) as { loads: { dp_rank: number; num_running_reqs: number }[] };
+    assert.deepEqual(loads.loads.map((l) => [l.dp_rank, l.num_running_reqs]), [[0, 0], [1, 1]]);
+    await post(sim.port, '/release_memory_occupation', {}).catch(() => null);
+    await sim.exited;
+    await second;
+    assert.equal(crashes(sim.events())[0]?.reason, 'release_while_running');
+  });
+
+  test('/flush_cache?timeout= waits inside the server until idle', async () => {
+    const sim = await Sim.start({ env: { tokenMs: 10 } });
+    const gen = post(sim.port, '/v1/chat/completions', chatBody(10));
+    await waitLedger(sim.ledger, (e) => e.event === 'request' && e.route === '/v1/chat/completions', 'busy');
+    assert.equal((await post(sim.port, '/flush_cache?timeout=5')).status, 200);
+    assert.equal((await gen).status, 200);
+  });
+
+  test('residue stays after release; --mem-fraction-static sizes the KV cache from the memory free at start', async () => {
+    const ledger = newLedger();
+    const a = await Sim.start({ name: 'a', args: ['--enable-memory-saver', '--mem-fraction-static', '0.8'], env: { ledger, residueMb: 150 } });
+    // 0.8 × 1000 free = 800 (weights 360 + graphs 30 + KV 410), plus the residue.
+    assert.equal(a.events().find((e) => e.event === 'alloc')?.mb, 950);
+    assert.equal((await post(a.port, '/release_memory_occupation', {})).status, 200);
+    const b = await Sim.start({ name: 'b', args: ['--enable-memory-saver', '--mem-fraction-static', '0.8'], env: { ledger, residueMb: 150 } });
+    // 0.8 × 850 free = 680, plus the residue: b got a smaller KV cache.
+    assert.equal(b.events().find((e) => e.event === 'alloc')?.mb, 830);
+    assert.equal((await post(b.port, '/release_memory_occupation', {})).status, 200);
+    // a's 800 no longer fit next to two residues (300): its resume hangs (hazard 5).
+    void post(a.port, '/resume_memory_occupation', {}).catch(() => null);
+    const hang = await waitLedger(ledger, (e) => e.event === 'hang', 'a resume that does not fit');
+    assert.equal(hang.reason, 'no_memory');
+  });
+
+  test('reload faults: FAIL_RELOAD 400 and garbage; CORRUPT_RELOAD 200 and garbage; /weights_checker tells', async () => {
+    const args = ['--enable-memory-saver'];
+    for (const env of [{ failReload: true }, { corruptReload: true }]) {
+      const sim = await Sim.start({ args, env });
+      const good = json(await post(sim.port, '/weights_checker', { action: 'checksum' })) as { per_engine_checksum: string };
+      await post(sim.port, '/release_memory_occupation', {});
+      await post(sim.port, '/resume_memory_occupation', {});
+      const r = await post(sim.port, '/update_weights_from_disk', { model_path: 'sim/m' });
+      assert.equal(r.status, env.failReload ? 400 : 200);
+      assert.ok(isGarbage(await chatText(sim.port, 2)));
+      const now = json(await post(sim.port, '/weights_checker', { action: 'checksum' })) as { per_engine_checksum: string };
+      assert.notEqual(now.per_engine_checksum, good.per_engine_checksum);
+    }
+  });
+});

@@ -1,6 +1,7 @@
 // Command line of `python -m sglang.launch_server`. Only the flags that change the simulation are
 // read; every other --flag (SGLang has hundreds) is accepted and ignored, so real launch scripts
 // run unchanged.
+import { readFileSync } from 'node:fs';
 
 export interface SimArgs {
   modelPath: string;
@@ -11,6 +12,12 @@ export interface SimArgs {
   cpuBackup: boolean;
   memFractionStatic: number | null;
   apiKey: string | null;
+  /** --admin-api-key: once set, only it opens the control routes. */
+  adminApiKey: string | null;
+  /** --dp-size: data-parallel ranks, each with its own scheduler. */
+  dpSize: number;
+  /** --load-format: update_weights_from_disk supports only the default loader. */
+  loadFormat: string;
   /** Flags accepted but not simulated, for the startup log. */
   ignored: string[];
 }
@@ -26,13 +33,42 @@ const VALUE_FLAGS = new Set([
   '--host',
   '--mem-fraction-static',
   '--api-key',
+  '--admin-api-key',
+  '--dp-size',
+  '--load-format',
+  '--config',
 ]);
 const BOOL_FLAGS = new Set(['--enable-memory-saver', '--enable-weights-cpu-backup']);
 
-export function parseArgs(argv: readonly string[]): SimArgs {
+/** `--config file.yaml`: SGLang merges `key: value` lines (flag names, `_` or `-`) into the
+ * command line. Only flat scalars are read, enough to hide a flag from the script's text. */
+function configArgs(path: string, readFile: (p: string) => string): string[] {
+  const out: string[] = [];
+  for (const line of readFile(path).split(/\r?\n/)) {
+    const m = /^\s*([A-Za-z0-9_-]+)\s*:\s*(.*?)\s*$/.exec(line.replace(/\s#.*$/, ''));
+    if (!m) continue;
+    const flag = `--${m[1]!.replace(/_/g, '-')}`;
+    const value = m[2]!.replace(/^(['"])(.*)\1$/, '$2');
+    if (value === 'true' || value === 'True') out.push(flag);
+    else if (value !== 'false' && value !== 'False' && value !== '') out.push(flag, value);
+  }
+  return out;
+}
+
+function positiveInt(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`argument ${flag}: invalid int value: '${text}'`);
+  return n;
+}
+
+export function parseArgs(argvIn: readonly string[], readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): SimArgs {
   const values = new Map<string, string>();
   const bools = new Set<string>();
   const ignored: string[] = [];
+  // The config file's settings come first: flags on the command line win.
+  const at = argvIn.findIndex((t) => t === '--config' || t.startsWith('--config='));
+  const configPath = at < 0 ? undefined : argvIn[at]!.startsWith('--config=') ? argvIn[at]!.slice(9) : argvIn[at + 1];
+  const argv = configPath === undefined ? argvIn : [...configArgs(configPath, readFile), ...argvIn];
 
   for (let i = 0; i < argv.length; i++) {
     const token = argv[i] ?? '';
@@ -84,6 +120,9 @@ export function parseArgs(argv: readonly string[]): SimArgs {
     cpuBackup: bools.has('--enable-weights-cpu-backup'),
     memFractionStatic,
     apiKey: values.get('--api-key') ?? null,
+    adminApiKey: values.get('--admin-api-key') ?? null,
+    dpSize: positiveInt('--dp-size', values.get('--dp-size') ?? '1'),
+    loadFormat: values.get('--load-format') ?? 'auto',
     ignored,
   };
 }

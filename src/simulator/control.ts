@@ -1,5 +1,6 @@
 // Memory and scheduling control: release/resume (the sleep/wake the multiplexer drives),
 // update_weights_from_disk, pause/continue. Each hazard from SGLANG-FACTS.md is enforced here.
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sim } from './context.js';
 import { jsonBody, sendError, sendJson, type Call } from './http.js';
@@ -87,7 +88,13 @@ export async function updateWeightsFromDisk(sim: Sim, call: Call): Promise<void>
     crash(sim.ledger, 'reload_while_released', 'update_weights_from_disk', 'RuntimeError: CUDA error: an illegal memory access was encountered');
   }
   await sleep(sim.knobs.reloadMs);
-  sim.memory.weightsDiscarded = false;
+  // Only the default loader can reload (others: "Failed to get model loader").
+  if (sim.knobs.failReload || sim.args.loadFormat !== 'auto') {
+    sim.ledger.record('fault', { fault: 'fail_reload' });
+    return sendJson(call.res, 400, { success: false, message: `Failed to get model loader: load_format=${sim.args.loadFormat} is not supported for update_weights_from_disk`, num_paused_requests: 0 });
+  }
+  // Some FP8 formats reload "successfully" into corrupt weights (SGLANG_SIM_CORRUPT_RELOAD).
+  if (!sim.knobs.corruptReload) sim.memory.weightsDiscarded = false;
   sim.ledger.record('reload', { model_path: modelPath });
   log.info(`Update weights end. model_path=${modelPath}`);
   sendJson(call.res, 200, { success: true, message: 'Succeeded to update model weights.', num_paused_requests: 0 });
@@ -115,4 +122,16 @@ export function continueGeneration(sim: Sim, call: Call): void {
   sim.scheduler.notify();
   sim.ledger.record('continue');
   sendJson(call.res, 200, { message: 'Generation continued successfully.', status: 'ok' });
+}
+
+/** /weights_checker (2025-11+), action "checksum": a digest of the weights as they are now, so a
+ * reload can be compared with the weights loaded at start. */
+export function weightsChecker(sim: Sim, call: Call): void {
+  const body = jsonBody(call, true);
+  if (body === null) return;
+  const action = (body.value as { action?: unknown } | null)?.action ?? 'checksum';
+  if (action !== 'checksum') return sendJson(call.res, 400, { success: false, message: `unsupported action ${String(action)}` });
+  const weights = sim.memory.weightsDiscarded ? 'garbage' : sim.args.modelPath;
+  const digest = createHash('sha256').update(weights).digest('hex');
+  sendJson(call.res, 200, { success: true, message: 'ok', per_engine_checksum: digest });
 }

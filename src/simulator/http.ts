@@ -13,6 +13,7 @@ export interface Call {
   method: string;
   /** Raw request body (empty for GET). */
   raw: string;
+  query: URLSearchParams;
 }
 
 export type Handler = (call: Call) => Promise<void> | void;
@@ -20,6 +21,8 @@ export type Handler = (call: Call) => Promise<void> | void;
 export interface Route {
   path: string;
   methods: readonly string[];
+  /** SGLang's ADMIN_OPTIONAL level: once --admin-api-key is set, only that key opens it. */
+  admin: boolean;
   handler: Handler;
 }
 
@@ -150,14 +153,13 @@ async function dispatch(
   method: string,
   url: string,
 ): Promise<void> {
-  const path = new URL(url, 'http://localhost').pathname;
-  // SGLang's api-key middleware lets only /health* through without the key.
-  const key = sim.args.apiKey;
-  if (key !== null && !path.startsWith('/health') && req.headers.authorization !== `Bearer ${key}`) {
+  const parsedUrl = new URL(url, 'http://localhost');
+  const path = parsedUrl.pathname;
+  const route = byPath.get(path);
+  if (!authorized(sim, path, route?.admin ?? false, req.headers.authorization)) {
     sendJson(res, 401, { error: 'Unauthorized' });
     return;
   }
-  const route = byPath.get(path);
   if (route === undefined) {
     sendJson(res, 404, { detail: 'Not Found' });
     return;
@@ -175,5 +177,14 @@ async function dispatch(
     // not JSON: the handler will say so
   }
   sim.ledger.record('request', { route: path, method, stream });
-  await route.handler({ req, res, path, method, raw });
+  await route.handler({ req, res, path, method, raw, query: parsedUrl.searchParams });
+}
+
+/** SGLang's auth middleware (utils/auth.py): /health*, /metrics open; an admin-level route takes
+ * only the admin key once one is set (else the API key); every other route the API key. */
+function authorized(sim: Sim, path: string, admin: boolean, header: string | undefined): boolean {
+  if (path.startsWith('/health') || path.startsWith('/metrics')) return true;
+  const { apiKey, adminApiKey } = sim.args;
+  const key = admin && adminApiKey !== null ? adminApiKey : apiKey;
+  return key === null || header === `Bearer ${key}`;
 }

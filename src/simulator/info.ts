@@ -7,6 +7,7 @@ import { Job } from './scheduler.js';
 
 /** New builds give up on a health generation after 20 s and answer 503. */
 const HEALTH_TIMEOUT_MS = 20_000;
+const FLUSH_POLL_MS = 10;
 
 const FLUSH_TEXT =
   'Cache flushed.\nPlease check backend logs for more details. (When there are running or waiting requests, the operation will not be performed.)\n';
@@ -50,8 +51,37 @@ export function models(sim: Sim, call: Call): void {
   });
 }
 
-/** 400 while anything runs (disconnected-but-unnoticed requests included), else 200. */
-export function flushCache(sim: Sim, call: Call): void {
+/** 400 while anything runs on rank 0 (disconnected-but-unnoticed requests included), else 200:
+ * with --dp-size > 1 the other ranks are not asked (hazard 9). `?timeout=S` (2026-03+) waits up
+ * to S seconds inside the server for rank 0 to become idle. */
+export async function flushCache(sim: Sim, call: Call): Promise<void> {
   if (sim.wedged) return; // the scheduler is stuck: never answers
-  sendText(call.res, sim.scheduler.running.size > 0 ? 400 : 200, FLUSH_TEXT);
+  const deadline = Date.now() + Number(call.query.get('timeout') ?? '0') * 1000;
+  while (sim.scheduler.busyOn(0) > 0 && Date.now() < deadline) await sleep(FLUSH_POLL_MS);
+  sendText(call.res, sim.scheduler.busyOn(0) > 0 ? 400 : 200, FLUSH_TEXT);
+}
+
+/** /server_info, /get_server_info: the settings in effect (a --config file's included). */
+export function serverInfo(sim: Sim, call: Call): void {
+  const a = sim.args;
+  sendJson(call.res, 200, {
+    model_path: a.modelPath,
+    served_model_name: a.servedName,
+    port: a.port,
+    enable_memory_saver: a.memorySaver,
+    enable_weights_cpu_backup: a.cpuBackup,
+    dp_size: a.dpSize,
+    load_format: a.loadFormat,
+    version: '0.5.23-sim',
+  });
+}
+
+/** /v1/loads: per-rank load, as LoadSnapshot's core fields. */
+export function loads(sim: Sim, call: Call): void {
+  const ranks = Array.from({ length: sim.args.dpSize }, (_, rank) => ({
+    dp_rank: rank,
+    num_running_reqs: sim.scheduler.busyOn(rank),
+    num_waiting_reqs: 0,
+  }));
+  sendJson(call.res, 200, { timestamp: new Date().toISOString(), version: '0.5.23-sim', loads: ranks });
 }

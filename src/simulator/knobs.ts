@@ -17,6 +17,10 @@ export interface Knobs {
   hangResume: boolean;
   hangRelease: boolean;
   failRelease: boolean;
+  noPause: boolean;
+  failReload: boolean;
+  corruptReload: boolean;
+  residueMb: number;
   exitAtStart: number | null;
   crashAfterTokens: number | null;
 }
@@ -62,6 +66,10 @@ export function readKnobs(env: Env): Knobs {
     hangResume: flag(env, 'SGLANG_SIM_HANG_RESUME'),
     hangRelease: flag(env, 'SGLANG_SIM_HANG_RELEASE'),
     failRelease: flag(env, 'SGLANG_SIM_FAIL_RELEASE'),
+    noPause: flag(env, 'SGLANG_SIM_NO_PAUSE'),
+    failReload: flag(env, 'SGLANG_SIM_FAIL_RELOAD'),
+    corruptReload: flag(env, 'SGLANG_SIM_CORRUPT_RELOAD'),
+    residueMb: num(env, 'SGLANG_SIM_RESIDUE_MB', 0),
     exitAtStart: optionalInt(env, 'SGLANG_SIM_EXIT_AT_START'),
     crashAfterTokens: optionalInt(env, 'SGLANG_SIM_CRASH_AFTER_TOKENS'),
   };

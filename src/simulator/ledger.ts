@@ -52,6 +52,11 @@ export class Ledger {
     }
   }
 
+  /** MB in use on the GPU now. */
+  usedMb(): number {
+    return this.locked(() => this.usage());
+  }
+
   /** Takes `mb` if it fits the GPU; otherwise takes nothing. Returns the usage seen. */
   allocate(mb: number, fields: EventFields = {}): { ok: boolean; used: number } {
     return this.locked(() => {

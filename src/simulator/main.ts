@@ -10,7 +10,7 @@ import { readKnobs, type Knobs } from './knobs.js';
 import { Ledger } from './ledger.js';
 import { faultExit, installExitHandlers } from './lifecycle.js';
 import * as log from './log.js';
-import { MemoryState, tagSizes } from './memory.js';
+import { MemoryState, sizesAtStart } from './memory.js';
 import { routes } from './routes.js';
 import { Scheduler } from './scheduler.js';
 
@@ -44,27 +44,30 @@ async function main(): Promise<void> {
     faultExit(ledger, 'exit_at_start', knobs.exitAtStart, `Scheduler hit an exception: RuntimeError: simulated startup failure (SGLANG_SIM_EXIT_AT_START=${knobs.exitAtStart})`);
   }
 
-  // Loading the model takes its whole share at once; a GPU already held by others means OOM.
-  const share = knobs.modelMb;
-  const got = ledger.allocate(share, { reason: 'load' });
-  if (!got.ok) {
-    ledger.record('oom', { mb: share, used: got.used });
+  // Loading the model takes its whole share at once (plus the residue outside the memory saver:
+  // CUDA context and other allocations a release never frees); a GPU already held by others
+  // means OOM.
+  const sizes = sizesAtStart(knobs.modelMb, args.memFractionStatic, knobs.gpuMb - ledger.usedMb());
+  const share = sizes === null ? knobs.modelMb : sizes.weights + sizes.kv_cache + sizes.cuda_graph;
+  const got = sizes === null ? { ok: false, used: ledger.usedMb() } : ledger.allocate(share + knobs.residueMb, { reason: 'load' });
+  if (!got.ok || sizes === null) {
+    ledger.record('oom', { mb: share + knobs.residueMb, used: got.used });
     log.error(
-      `Scheduler hit an exception: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ${share} MiB. ` +
+      `Scheduler hit an exception: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate ${share + knobs.residueMb} MiB. ` +
         `GPU has a total capacity of ${knobs.gpuMb} MiB of which ${Math.max(0, knobs.gpuMb - got.used)} MiB is free.`,
     );
     process.exit(1);
   }
-  log.info(`Load weight begin. avail mem=${knobs.gpuMb - got.used + share} MB`);
+  log.info(`Load weight begin. avail mem=${knobs.gpuMb - got.used + share + knobs.residueMb} MB`);
   await sleep(knobs.startupMs);
-  log.info(`Load weight end. mem usage=${share} MB`);
+  log.info(`Load weight end. mem usage=${share} MB, KV cache ${sizes.kv_cache} MB, residue ${knobs.residueMb} MB`);
 
   const sim: Sim = {
     args,
     knobs,
     ledger,
-    memory: new MemoryState(tagSizes(share), args.memorySaver),
-    scheduler: new Scheduler(knobs.tokenMs, knobs.abortNoticeMs, (job) => {
+    memory: new MemoryState(sizes, args.memorySaver),
+    scheduler: new Scheduler(args.dpSize, knobs.tokenMs, knobs.abortNoticeMs, (job) => {
       ledger.record('abort', { rid: job.rid });
       log.info(`Abort request ${job.rid}`);
     }),

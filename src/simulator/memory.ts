@@ -10,6 +10,17 @@ export function tagSizes(shareMb: number): Record<Tag, number> {
   return { weights, kv_cache: kv, cuda_graph: shareMb - weights - kv };
 }
 
+/** What a server takes when it loads. Without --mem-fraction-static the fixed split of
+ * `modelMb`. With fraction F, SGLang sizes its KV cache from the memory free at start: F × free
+ * minus the weights and CUDA graphs (so a server started while others hold memory gets a smaller
+ * KV cache). Null when nothing would be left for the KV cache (out of memory). */
+export function sizesAtStart(modelMb: number, fraction: number | null, freeMb: number): Record<Tag, number> | null {
+  const fixed = tagSizes(modelMb);
+  if (fraction === null) return fixed;
+  const kv = Math.floor(fraction * freeMb) - fixed.weights - fixed.cuda_graph;
+  return kv > 0 ? { ...fixed, kv_cache: kv } : null;
+}
+
 /** Parses the body of release/resume: `{}`, `{"tags": null}`, `{"tags": []}` mean all tags.
  * Unknown tag names are ignored, as SGLang only tests membership of the known ones. */
 export function parseTags(body: unknown): Tag[] | string {
@@ -35,6 +46,10 @@ export class MemoryState {
     /** --enable-memory-saver: release really frees GPU memory. */
     readonly saver: boolean,
   ) {}
+
+  get totalMb(): number {
+    return this.mbOf(TAGS);
+  }
 
   mbOf(tags: readonly Tag[]): number {
     return tags.reduce((sum, t) => sum + this.sizes[t], 0);

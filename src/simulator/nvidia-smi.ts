@@ -1,6 +1,6 @@
 // A stand-in for `nvidia-smi` over the simulators' shared ledger (bundled to
 // dist/sim-nvidia-smi.mjs, run by src/simulator/bin/nvidia-smi). It answers the query sglangmux
-// makes, `--query-gpu=timestamp,index,memory.used --format=csv,noheader,nounits` (any of those
+// makes, `--query-gpu=timestamp,index,memory.used,memory.total --format=csv,noheader,nounits` (any of those
 // fields, in any order), once or in a loop (`-lms N` / `--loop-ms=N`, `-l N` / `--loop=N` in seconds), so the daemon's wait for released
 // memory to be really free (SGLANG-FACTS hazard 4) runs against the simulator too. One GPU, index 0.
 import { closeSync, openSync, readSync } from 'node:fs';
@@ -10,12 +10,14 @@ import { usedBy, usedNow } from './ledger.js';
 
 const argv = process.argv.slice(2);
 const ledger = process.env.SGLANG_SIM_LEDGER;
-const FIELDS = ['timestamp', 'index', 'memory.used'] as const;
+const FIELDS = ['timestamp', 'index', 'memory.used', 'memory.total'] as const;
+/** The simulated GPU's size: the simulators' SGLANG_SIM_GPU_MB (same default). */
+const totalMb = Number(process.env.SGLANG_SIM_GPU_MB ?? '') || 1000;
 type Field = (typeof FIELDS)[number];
 const fields = /--query-gpu=(\S+)/.exec(argv.join(' '))?.[1]?.split(',') ?? [];
 const isField = (f: string): f is Field => (FIELDS as readonly string[]).includes(f);
 if (!fields.includes('memory.used') || !fields.every(isField) || !argv.includes('--format=csv,noheader,nounits')) {
-  process.stderr.write('sglang simulator: this nvidia-smi answers only --query-gpu= with timestamp, index, memory.used, and --format=csv,noheader,nounits\n');
+  process.stderr.write('sglang simulator: this nvidia-smi answers only --query-gpu= with timestamp, index, memory.used, memory.total, and --format=csv,noheader,nounits\n');
   process.exit(2);
 }
 
@@ -37,7 +39,7 @@ function loopMs(): number | null {
 }
 
 function print(mb: number): void {
-  const value: Record<Field, string> = { timestamp: timestamp(new Date()), index: '0', 'memory.used': String(Math.round(mb)) };
+  const value: Record<Field, string> = { timestamp: timestamp(new Date()), index: '0', 'memory.used': String(Math.round(mb)), 'memory.total': String(totalMb) };
   process.stdout.write(`${fields.map((f) => value[f as Field]).join(', ')}\n`);
 }
 

@@ -12,6 +12,8 @@ export class Job {
   /** Dropped by pause_generation(abort) or noticed disconnected: stops at the next token. */
   aborted = false;
   done = false;
+  /** The data-parallel rank running it (the least busy, lowest first: SGLang's shortest_queue). */
+  rank = 0;
   noticeTimer: NodeJS.Timeout | null = null;
   constructor(readonly n: number) {}
 }
@@ -22,6 +24,8 @@ export class Scheduler {
   private waiters: Array<() => void> = [];
 
   constructor(
+    /** --dp-size: ranks share the requests; /flush_cache sees rank 0's only (hazard 9). */
+    readonly dpSize: number,
     private readonly tokenMs: number,
     private readonly abortNoticeMs: number,
     private readonly onNoticed: (job: Job) => void,
@@ -46,8 +50,18 @@ export class Scheduler {
       this.finish(job);
       return false;
     }
+    let rank = 0;
+    for (let r = 1; r < this.dpSize; r++) if (this.busyOn(r) < this.busyOn(rank)) rank = r;
+    job.rank = rank;
     this.running.add(job);
     return true;
+  }
+
+  /** Requests running on one rank. */
+  busyOn(rank: number): number {
+    let n = 0;
+    for (const job of this.running) if (job.rank === rank) n++;
+    return n;
   }
 
   /** Waits up to maxMs for the pause gate to open. False on timeout. */

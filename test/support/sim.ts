@@ -84,6 +84,10 @@ export interface SimOptions {
   hangResume?: boolean;
   hangRelease?: boolean;
   failRelease?: boolean;
+  residueMb?: number;
+  noPause?: boolean;
+  failReload?: boolean;
+  corruptReload?: boolean;
   exitAtStart?: number;
   crashAfterTokens?: number;
 }
@@ -104,6 +108,10 @@ const KNOB_NAMES: Record<keyof SimOptions, string> = {
   hangResume: 'SGLANG_SIM_HANG_RESUME',
   hangRelease: 'SGLANG_SIM_HANG_RELEASE',
   failRelease: 'SGLANG_SIM_FAIL_RELEASE',
+  residueMb: 'SGLANG_SIM_RESIDUE_MB',
+  noPause: 'SGLANG_SIM_NO_PAUSE',
+  failReload: 'SGLANG_SIM_FAIL_RELOAD',
+  corruptReload: 'SGLANG_SIM_CORRUPT_RELOAD',
   exitAtStart: 'SGLANG_SIM_EXIT_AT_START',
   crashAfterTokens: 'SGLANG_SIM_CRASH_AFTER_TOKENS',
 };
