@@ -271,8 +271,29 @@ function poll(): void {
 let feed: FeedEvent[] = [];
 let drawQueued = false;
 
+let refreshing = false;
+let refreshAgain = false;
+
+/** Refreshes the model list now rather than at the next poll (a model changed state), one
+ * refresh at a time however many changes come. */
+function refreshSoon(): void {
+  if (refreshing) {
+    refreshAgain = true;
+    return;
+  }
+  refreshing = true;
+  void refreshModels().finally(() => {
+    refreshing = false;
+    if (!refreshAgain) return;
+    refreshAgain = false;
+    refreshSoon();
+  });
+}
+
 function onFeedEvent(data: string): void {
-  feed.push(JSON.parse(data) as FeedEvent);
+  const event = JSON.parse(data) as FeedEvent;
+  feed.push(event);
+  if (event.kind === 'state') refreshSoon();
   if (drawQueued) return;
   drawQueued = true;
   requestAnimationFrame(() => {

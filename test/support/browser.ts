@@ -4,7 +4,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
+import { after, before } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -14,20 +14,18 @@ const FLAGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
+/** Why no browser can be started here, or null. */
+export function chromiumMissing(): string | null {
+  return existsSync(CHROMIUM) ? null : `${CHROMIUM} is not installed: run bash scripts/install-test-deps.sh`;
+}
+
 /** A running chromium in its own throwaway profile. */
 export interface Browser {
   readonly context: BrowserContext;
   close(): Promise<void>;
 }
 
-/** Starts chromium; null after skipping the test (outside CI) when it is not installed. */
-export async function startBrowser(t: TestContext | null, viewport = { width: 1280, height: 900 }): Promise<Browser | null> {
-  if (!existsSync(CHROMIUM)) {
-    const why = `${CHROMIUM} is not installed: run bash scripts/install-test-deps.sh`;
-    if (process.env.CI || t === null) throw new Error(why);
-    t.skip(why);
-    return null;
-  }
+export async function startBrowser(viewport = { width: 1280, height: 900 }): Promise<Browser> {
   const profile = mkdtempSync(join(tmpdir(), 'sglangmux-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, args: FLAGS, viewport,
@@ -39,4 +37,19 @@ export async function startBrowser(t: TestContext | null, viewport = { width: 12
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** A browser for a suite of tests, handed to `set`; null when chromium is missing outside CI
+ * (each test then skips, saying why). In CI a missing chromium fails the suite. */
+export function useBrowser(set: (b: Browser | null) => void): void {
+  let b: Browser | null = null;
+  before(async () => {
+    const missing = chromiumMissing();
+    if (missing && process.env.CI) throw new Error(missing);
+    b = missing ? null : await startBrowser();
+    set(b);
+  });
+  after(async () => {
+    await b?.close();
+  });
 }
