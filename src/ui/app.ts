@@ -290,6 +290,10 @@ function refreshSoon(): void {
   });
 }
 
+/** What the page keeps of the feed: the longest window, and no more than this many events. */
+const FEED_KEEP_MS = 3600_000;
+const FEED_KEEP = 10_000;
+
 function onFeedEvent(data: string): void {
   const event = JSON.parse(data) as FeedEvent;
   feed.push(event);
@@ -298,6 +302,11 @@ function onFeedEvent(data: string): void {
   drawQueued = true;
   requestAnimationFrame(() => {
     drawQueued = false;
+    // Dropping old events loses nothing drawn: a model's state before its first kept change is
+    // that change's `from`.
+    const cutoff = Date.now() - FEED_KEEP_MS;
+    if ((feed[0]?.t ?? cutoff) < cutoff) feed = feed.filter((e) => e.t >= cutoff);
+    if (feed.length > FEED_KEEP) feed = feed.slice(-FEED_KEEP);
     drawTimeline();
     drawEvents();
   });
