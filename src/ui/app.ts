@@ -134,17 +134,17 @@ function showProblem(text: string | null): void {
 interface Column {
   readonly head: string;
   readonly value: (m: ModelDetail) => string;
-  readonly numeric?: boolean;
+  readonly cls?: string;
 }
 
 const COLUMNS: readonly Column[] = [
   { head: 'State', value: (m) => m.state },
   // GPU(s) and their share go here once the control API reports them.
-  { head: 'In flight', value: (m) => String(m.in_flight), numeric: true },
-  { head: 'Queued', value: (m) => String(m.waiting), numeric: true },
-  { head: 'Oldest wait', value: (m) => (m.oldest_wait_ms === null ? '–' : duration(m.oldest_wait_ms)), numeric: true },
-  { head: 'Awake for', value: (m) => (m.awake_secs === null ? '–' : duration(m.awake_secs * 1000)), numeric: true },
-  { head: 'Last error', value: (m) => m.last_error ?? '' },
+  { head: 'In flight', value: (m) => String(m.in_flight), cls: 'num' },
+  { head: 'Queued', value: (m) => String(m.waiting), cls: 'num' },
+  { head: 'Oldest wait', value: (m) => (m.oldest_wait_ms === null ? '–' : duration(m.oldest_wait_ms)), cls: 'num' },
+  { head: 'Awake for', value: (m) => (m.awake_secs === null ? '–' : duration(m.awake_secs * 1000)), cls: 'num' },
+  { head: 'Last error', value: (m) => m.last_error ?? '', cls: 'error' },
 ];
 
 const ACTIONS = [
@@ -179,7 +179,7 @@ function newRow(m: ModelDetail): Row {
   const name = el('th', m.id);
   name.scope = 'row';
   tr.appendChild(name);
-  const cells = COLUMNS.map((c) => tr.appendChild(el('td', '', c.numeric ? 'num' : '')));
+  const cells = COLUMNS.map((c) => tr.appendChild(el('td', '', c.cls)));
   const actions = tr.appendChild(el('td', '', 'actions'));
   const buttons = ACTIONS.map((a) => {
     const b = actions.appendChild(el('button', a.label));
