@@ -1,7 +1,7 @@
 // The dashboard in a real browser (Debian's chromium through playwright-core, see
 // support/browser.ts) against simulated models: the page shows each model's state, its Wake
 // button switches models (checked through /health and the simulators' ledger), the timeline
-// and event list show the switch, the log tail shows new lines, and with an admin key the page
+// and event list show the switch (also on a page opened later), the log tail shows new lines, and with an admin key the page
 // asks for it, keeps it in sessionStorage only and never puts it in a URL.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -72,6 +72,13 @@ describe('dashboard in chromium, no admin key', () => {
     assert.ok(await page.locator('#timeline rect.st-awake').count() >= 2);
     assert.deepEqual(problems, []);
     await page.close();
+
+    // A page opened after the switch shows it too, from the feed's history.
+    const { page: later, problems: laterProblems } = await openDashboard(b, d);
+    await later.locator('#events li', { hasText: 'switch org/b → a: ok' }).waitFor();
+    await later.locator('#timeline rect.switch-ok').first().waitFor();
+    assert.deepEqual(laterProblems, []);
+    await later.close();
   });
 
   test('the log tail shows the existing lines, then a line a request writes', async (t) => {
