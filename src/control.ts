@@ -122,7 +122,9 @@ function openEventStream(ctx: Koa.Context, intro: string): EventStream {
   const closed = new Promise<void>((resolve) => res.once('close', resolve)).then(() => clearInterval(heartbeat));
   return {
     write,
-    end: () => res.end(),
+    end: () => {
+      if (!res.writableEnded) res.end();
+    },
     get backlog() {
       return res.writableLength;
     },
