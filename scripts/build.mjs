@@ -1,5 +1,6 @@
 // Bundles the daemon and the SGLang simulator into single ESM files under dist/.
 // Plain (not minified) so a user can read what runs on their machine.
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 // CommonJS dependencies (koa, yargs) call require() for Node built-ins; an ESM bundle needs a real require.
@@ -24,8 +25,36 @@ const common = {
   logLevel: 'warning',
 };
 
+// The dashboard's files (src/ui/) go into the daemon's bundle as text: its page and style sheet
+// as they are, its script (imported as `./app.ts?browser`) first bundled for the browser.
+const browserScripts = {
+  name: 'browser-scripts',
+  setup(b) {
+    b.onResolve({ filter: /\?browser$/ }, (args) => ({
+      path: join(args.resolveDir, args.path.slice(0, -'?browser'.length)),
+      namespace: 'browser',
+    }));
+    b.onLoad({ filter: /.*/, namespace: 'browser' }, async (args) => {
+      const { outputFiles, metafile } = await build({
+        entryPoints: [args.path],
+        bundle: true,
+        write: false,
+        metafile: true,
+        platform: 'browser',
+        format: 'iife',
+        target: ['chrome110', 'firefox110', 'safari16'],
+        minify: false,
+        legalComments: 'none',
+        logLevel: 'warning',
+      });
+      return { contents: outputFiles[0].text, loader: 'text', watchFiles: Object.keys(metafile.inputs) };
+    });
+  },
+};
+const daemon = { ...common, loader: { '.html': 'text', '.css': 'text' }, plugins: [browserScripts] };
+
 await build({
-  ...common,
+  ...daemon,
   entryPoints: ['src/main.ts'],
   outfile: 'dist/sglangmux.mjs',
   banner: { js: `#!/usr/bin/env node\n${banner.js}` },
@@ -48,9 +77,8 @@ await build({
 // entry point, not written to disk, gives esbuild's metafile: exactly the files in the bundle.
 {
   const { readdirSync, readFileSync, writeFileSync } = await import('node:fs');
-  const { join } = await import('node:path');
   const { metafile } = await build({
-    ...common,
+    ...daemon,
     entryPoints: ['src/main.ts'],
     outfile: 'dist/sglangmux.mjs',
     write: false,

@@ -10,6 +10,7 @@ In another terminal:
   examples/sglangmux-manual/request_models.sh
   examples/sglangmux-manual/request_qwen.sh
   examples/sglangmux-manual/request_hf.sh
+Dashboard: http://127.0.0.1:${LISTEN_PORT:-30100}/ui
 Ctrl+C stops sglangmux and both model servers.
 MSG
 exec "$root/examples/sglangmux-manual/start_sglangmux.sh" "$@"

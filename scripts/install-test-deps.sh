@@ -14,6 +14,9 @@ apt_packages=(
   # The benchmark smoke test (test/bench-smoke.test.ts) runs its own nginx on 127.0.0.1 as the
   # reverse proxy that sglangmux is compared with; the system service is never started.
   nginx
+  # The dashboard's browser tests (test/dashboard-browser.test.ts) drive Debian's chromium with
+  # playwright-core (an npm devDependency; it downloads no browser); a font for its text.
+  chromium fonts-liberation
   # ---- more Debian packages for the tests go here ----
 )
 

@@ -57,6 +57,15 @@ export function requireAdmin(adminKey: string | null, listenHost: string): Koa.M
   };
 }
 
+/**
+ * Guards the dashboard's page and its script: they hold no data, so with an admin key anybody may
+ * load them (the page asks for the key and sends it with its calls to the control API); without
+ * one, the control API's loopback rule.
+ */
+export function requireAdminPage(adminKey: string | null, listenHost: string): Koa.Middleware {
+  return adminKey !== null ? (_ctx, next) => next() : requireAdmin(null, listenHost);
+}
+
 /** CORS for the given origins (`*` for any): headers on every answer to a matching Origin, and
  * preflight OPTIONS answered 204 before any authentication (browsers send no credentials then). */
 export function cors(origins: readonly string[]): Koa.Middleware {

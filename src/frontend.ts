@@ -3,8 +3,10 @@
 import Router from '@koa/router';
 import Koa from 'koa';
 import { koaBody } from 'koa-body';
-import { cors, requireAdmin, requireKey } from './auth.js';
+import { cors, requireAdmin, requireAdminPage, requireKey } from './auth.js';
 import { addControlRoutes } from './control.js';
+import { addDashboardRoutes } from './dashboard.js';
+import { requestReports, type EventFeed } from './event-feed.js';
 import { ApiError, bodyTooLarge, invalidJson, logApiError, modelNotFound, routeNotFound } from './errors.js';
 import { log } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -26,6 +28,8 @@ export interface FrontendOptions {
   /** Origins answered with CORS headers (`*`: any); empty: no CORS. */
   readonly corsOrigins: readonly string[];
   readonly metrics: Metrics;
+  /** What the dashboard's timeline shows; the proxy adds each finished request to it. */
+  readonly events: EventFeed;
 }
 
 /** The state shown in the OpenAI model list: the scheduler's eight collapsed into five. */
@@ -106,7 +110,8 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
   });
 
   // Every POST /v1/* naming a configured model goes to the same path on that model's server.
-  router.post('/v1/*path', inference, jsonBody, inferenceHandler(scheduler, opts));
+  const requests = requestReports(opts.metrics, opts.events);
+  router.post('/v1/*path', inference, jsonBody, inferenceHandler(scheduler, { ...opts, metrics: requests }));
 
   router.get('/metrics', admin, async (ctx) => {
     const { contentType, text } = await opts.metrics.render();
@@ -114,7 +119,8 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
     ctx.body = text;
   });
 
-  addControlRoutes(router, scheduler, admin);
+  addControlRoutes(router, scheduler, opts.events, admin);
+  addDashboardRoutes(router, requireAdminPage(opts.adminApiKey, opts.host));
 
   app.use(errorShape);
   if (opts.corsOrigins.length > 0) app.use(cors(opts.corsOrigins));

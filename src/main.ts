@@ -2,6 +2,7 @@
 // answers during bootstrap), start the models one at a time, and stop everything on a signal.
 import { resolve } from 'node:path';
 import { exitWithUsageError, parseArgs, UsageError, type Options } from './cli.js';
+import { EventFeed, schedulerReports } from './event-feed.js';
 import { createApp } from './frontend.js';
 import { loadLaunchScripts, reloadRisk, ScriptError, type ModelSpec } from './launch-script.js';
 import { log } from './log.js';
@@ -68,8 +69,10 @@ async function main(): Promise<void> {
   const { opts, specs } = configure(process.argv.slice(2));
   specs.forEach(warnAboutSleep);
 
-  // Metrics read the scheduler's details at scrape time and observe its switches.
+  // Metrics read the scheduler's details at scrape time and observe its switches; so does the
+  // dashboard's event feed.
   const metrics: Metrics = new Metrics(() => scheduler.details());
+  const events = new EventFeed();
   const scheduler: Scheduler = new Scheduler(specs, {
     readyTimeoutMs: opts.modelReadyTimeoutSecs * 1000,
     switchTimeoutMs: opts.modelSwitchTimeoutSecs * 1000,
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
     stopGraceMs: STOP_GRACE_MS,
     idleSleepMs: opts.idleSleepSecs === null ? null : opts.idleSleepSecs * 1000,
     lazy: opts.lazy,
-    observer: metrics,
+    observer: schedulerReports(metrics, events),
   });
   const app = createApp(scheduler, {
     upstreamTimeoutMs: opts.upstreamTimeoutSecs * 1000,
@@ -90,6 +93,7 @@ async function main(): Promise<void> {
     host: opts.host,
     corsOrigins: opts.corsOrigins,
     metrics,
+    events,
   });
 
   const server = app.listen(opts.listenPort, opts.host);

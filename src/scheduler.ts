@@ -41,12 +41,14 @@ export interface SchedulerOptions {
   readonly observer?: SchedulerObserver;
 }
 
-/** What the scheduler reports as it works, for metrics. */
+/** What the scheduler reports as it works, for metrics and the dashboard's timeline. */
 export interface SchedulerObserver {
   switched(e: { from: string | null; to: string; result: 'ok' | 'failed' | 'abandoned' | 'skipped'; ms: number }): void;
   phase(e: { model: string; phase: 'drain' | 'sleep' | 'wake' | 'start'; ok: boolean; ms: number }): void;
   /** Every start of a model's process, restarts included. */
   processStarted(model: string): void;
+  /** Every change of a model's state. */
+  stateChanged?(e: { model: string; from: ModelState; to: ModelState }): void;
 }
 
 const NO_OBSERVER: SchedulerObserver = { switched: () => {}, phase: () => {}, processStarted: () => {} };
@@ -439,6 +441,7 @@ export class Scheduler {
   private setState(slot: Slot, state: ModelState): void {
     if (slot.state === state) return;
     log.debug(`model ${slot.name}: ${slot.state} -> ${state}`);
+    this.observer.stateChanged?.({ model: slot.name, from: slot.state, to: state });
     if (state === 'asleep' || state === 'stopped' || state === 'failed') this.gpuLetGoAt = Date.now();
     slot.state = state;
   }

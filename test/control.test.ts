@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import { isLoopback } from '../src/auth.js';
 import { Daemon, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
+import { SseStream } from './support/sse.js';
 
 interface Detail {
   id: string;
@@ -51,73 +52,8 @@ const act = (d: Daemon, id: string, action: string, headers: Record<string, stri
   control(d, `/${id}/${action}`, { method: 'POST', headers });
 
 /** An open SSE log stream: its data events as they come. */
-class LogStream {
-  readonly events: string[] = [];
-  private buffer = '';
-  private waiters: (() => void)[] = [];
-  private readonly abort = new AbortController();
-  ended = false;
-
-  static async open(d: Daemon, id: string, query: string): Promise<LogStream> {
-    const s = new LogStream();
-    const res = await fetch(`${d.url}/admin/models/${id}/logs${query}`, { signal: s.abort.signal });
-    assert.equal(res.status, 200, await (res.status === 200 ? '' : res.text()));
-    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
-    void s.pump(res.body!.getReader());
-    return s;
-  }
-
-  private async pump(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        this.buffer += decoder.decode(value, { stream: true });
-        let cut: number;
-        while ((cut = this.buffer.indexOf('\n\n')) >= 0) {
-          const event = this.buffer.slice(0, cut);
-          this.buffer = this.buffer.slice(cut + 2);
-          if (event.startsWith('data: ')) this.events.push(event.slice('data: '.length));
-        }
-        this.wake();
-      }
-    } catch {
-      // aborted
-    }
-    this.ended = true;
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  /** Resolves with the index of the first event from `from` on matching `re`. */
-  async waitFor(re: RegExp, from = 0, timeoutMs = 15_000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.events.findIndex((e, k) => k >= from && re.test(e));
-      if (i >= 0) return i;
-      if (this.ended) throw new Error(`log stream ended without ${re}; events:\n${this.events.join('\n')}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no log event matching ${re}; events:\n${this.events.join('\n')}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  close(): void {
-    this.abort.abort();
-  }
-}
+const openLog = (d: Daemon, id: string, query: string): Promise<SseStream> =>
+  SseStream.open(`${d.url}/admin/models/${id}/logs${query}`);
 
 test('isLoopback: 127.0.0.0/8, ::1, mapped IPv4 and localhost; nothing else', () => {
   for (const a of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST', '0:0:0:0:0:0:0:1']) {
@@ -198,7 +134,7 @@ describe('control API on a loopback listener without an admin key', () => {
     const { stdout_log: path } = await json<Detail>(await control(d, '/org/b'));
     const existing = readFileSync(path, 'utf8').split('\n').filter((l) => l !== '');
     assert.ok(existing.length > 3);
-    const stream = await LogStream.open(d, 'org/b', '?stream=stdout&tail=3');
+    const stream = await openLog(d, 'org/b', '?stream=stdout&tail=3');
     // The existing last lines come first, exactly.
     await stream.waitFor(/./);
     assert.deepEqual(stream.events.slice(0, 3), existing.slice(-3));
@@ -222,7 +158,7 @@ describe('control API on a loopback listener without an admin key', () => {
   test('the stderr log by default; tail=0 sends only new lines; a rotated file is followed', async () => {
     const { stderr_log: path } = await json<Detail>(await control(d, '/a'));
     appendFileSync(path, 'an old line\n');
-    const stream = await LogStream.open(d, 'a', '?tail=0');
+    const stream = await openLog(d, 'a', '?tail=0');
     appendFileSync(path, 'a new line\n');
     await stream.waitFor(/^a new line$/);
     // Rotation: the file is renamed away and a new one takes its path.
