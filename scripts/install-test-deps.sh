@@ -49,3 +49,8 @@ tool() {
   printf '%s' "$*" > "$stamp"
 }
 # ---- Python tools for the tests go here, each `tool NAME 'pkg==version'…` ----
+# The scale-out tests (test/scale-out-litellm.test.ts, test/scale-out-smg.test.ts) put two
+# sglangmux daemons behind the routers people run in front of several hosts: LiteLLM's proxy
+# and SGLang's model gateway (a Rust binary shipped as a wheel).
+tool litellm 'litellm[proxy]==1.100.5'
+tool smg 'smg==1.13.0'
