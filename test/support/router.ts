@@ -2,6 +2,8 @@
 // tests: a process of its own (its own process group, stopped with it), its output kept for the
 // failure message, ready when an HTTP probe answers.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import { freePort } from './sim.js';
 
 export class RouterProcess {
   output = '';
@@ -89,4 +91,46 @@ export async function routedChat(baseUrl: string, model: string, maxTokens: numb
     error: res.status === 200 ? null : (typeof message === 'string' ? message : text),
     headers: res.headers,
   };
+}
+
+/**
+ * A loopback HTTP forwarder in front of one host that counts the `GET /health` answers passing
+ * through, by status: shows that a router's health checks arrive, and what they were told.
+ */
+export class HealthCountingForwarder {
+  /** Statuses of the `GET /health` answers, in order. */
+  readonly health: number[] = [];
+  private readonly server: Server;
+
+  private constructor(target: URL, readonly port: number) {
+    this.server = createServer((req, res) => {
+      const upstream = httpRequest(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          if (req.method === 'GET' && req.url === '/health') this.health.push(up.statusCode ?? 0);
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
+      // The host is gone: so is the connection, as if the router had called the host itself.
+      upstream.once('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+  }
+
+  static async start(target: string): Promise<HealthCountingForwarder> {
+    const port = await freePort();
+    const f = new HealthCountingForwarder(new URL(target), port);
+    await new Promise<void>((r) => f.server.listen(port, '127.0.0.1', r));
+    return f;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((r) => this.server.close(r));
+  }
 }
