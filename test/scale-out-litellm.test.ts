@@ -29,15 +29,25 @@ const HOST_B: readonly ModelDef[] = [
   { name: 'shared', env: { SGLANG_SIM_TOKEN_MS: '50' } },
 ];
 
+interface Host {
+  readonly url: string;
+  readonly models: readonly ModelDef[];
+  /** LiteLLM's `order` of this host's deployment of a model (1 first); none: one order for all. */
+  readonly order?: Readonly<Record<string, number>>;
+}
+
 /** The proxy's config: one deployment per (model, host), each the host's OpenAI-compatible /v1.
  * LiteLLM's health checks send real completions (which would wake models): every deployment is
  * left out of them, and background checks are on so the test sees that they stay away. */
-function liteLLMConfig(hosts: { url: string; models: readonly ModelDef[] }[]): string {
-  const deployments = hosts.flatMap((h) => h.models.map((m) => [
-    `  - model_name: ${m.name}`,
-    `    litellm_params: {model: openai/${m.name}, api_base: "${h.url}/v1", api_key: none}`,
-    '    model_info: {disable_background_health_check: true}',
-  ].join('\n')));
+function liteLLMConfig(hosts: readonly Host[]): string {
+  const deployments = hosts.flatMap((h) => h.models.map((m) => {
+    const order = h.order?.[m.name];
+    return [
+      `  - model_name: ${m.name}`,
+      `    litellm_params: {model: openai/${m.name}, api_base: "${h.url}/v1", api_key: none${order ? `, order: ${order}` : ''}}`,
+      '    model_info: {disable_background_health_check: true}',
+    ].join('\n');
+  }));
   return [
     'model_list:',
     ...deployments,
@@ -77,7 +87,11 @@ describe('two sglangmux hosts behind LiteLLM', { timeout: 600_000 }, () => {
       Daemon.start({ models: HOST_B, args: common }),
     ]);
     const config = join(a.dir, 'litellm.yaml');
-    writeFileSync(config, liteLLMConfig([{ url: a.url, models: HOST_A }, { url: b.url, models: HOST_B }]));
+    // shared is pinned to B (order 1), with A as the spare (order 2): one host keeps it awake.
+    writeFileSync(config, liteLLMConfig([
+      { url: a.url, models: HOST_A, order: { shared: 2 } },
+      { url: b.url, models: HOST_B, order: { shared: 1 } },
+    ]));
     const port = await freePort();
     proxy = new RouterProcess('litellm', join(testDeps, LITELLM), ['--config', config, '--host', '127.0.0.1', '--port', String(port)], {
       // Everything stays on this machine: the model cost map bundled with LiteLLM, no fetch.
@@ -100,16 +114,17 @@ describe('two sglangmux hosts behind LiteLLM', { timeout: 600_000 }, () => {
     }
   });
 
-  test('requests are routed by model to the host that serves it; none is sent twice', async (t) => {
+  test('requests are routed by model to the host that serves it, a pinned model to its host; none is sent twice', async (t) => {
     if (!testTool(t, LITELLM)) return;
-    const before = { alpha: chatRequests(a, 'alpha'), beta: chatRequests(b, 'beta'), shared: chatRequests(a, 'shared') + chatRequests(b, 'shared') };
+    const before = { alpha: chatRequests(a, 'alpha'), beta: chatRequests(b, 'beta'), shared: chatRequests(b, 'shared') };
     const models = ['alpha', 'beta', 'shared', 'alpha', 'beta', 'shared', 'shared', 'shared'];
     const answers = [];
     for (const m of models) answers.push(await routedChat(url, m, 4));
     for (const ans of answers) assertAnswered(ans, 4);
     assert.equal(chatRequests(a, 'alpha') - before.alpha, 2);
     assert.equal(chatRequests(b, 'beta') - before.beta, 2);
-    assert.equal(chatRequests(a, 'shared') + chatRequests(b, 'shared') - before.shared, 4);
+    assert.equal(chatRequests(b, 'shared') - before.shared, 4, 'shared to the host it is pinned to');
+    assert.equal(chatRequests(a, 'shared'), 0);
     assert.equal(chatRequests(b, 'alpha') + chatRequests(a, 'beta'), 0, 'no model sent to a host without it');
   });
 
@@ -158,7 +173,7 @@ describe('two sglangmux hosts behind LiteLLM', { timeout: 600_000 }, () => {
     assert.equal(answers.length, 8, 'every request ended');
     for (const ans of answers) {
       if (ans.model === 'shared') {
-        assertAnswered(ans, maxTokens); // from B before it stopped, or retried on A
+        assertAnswered(ans, maxTokens); // from B before it stopped, or retried on A, the spare
       } else if (ans.status === 200) {
         assertAnswered(ans, maxTokens); // finished before B stopped
       } else {
