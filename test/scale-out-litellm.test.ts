@@ -9,7 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Daemon, freePort, type ModelDef } from './support/daemon.js';
-import { RouterProcess, routedChat, type RoutedAnswer } from './support/router.js';
+import { chatRequests, RouterProcess, routedChat, type RoutedAnswer } from './support/router.js';
 import { crashes, expectedReply } from './support/sim.js';
 import { testDeps, testTool } from './support/tools.js';
 
@@ -20,7 +20,7 @@ const CHAT = '/v1/chat/completions';
 const HOST_A: readonly ModelDef[] = [
   { name: 'alpha', env: { SGLANG_SIM_RESUME_MS: '300' } },
   // Wakes slower than A's switch timeout (below): its first waiters time out.
-  { name: 'slow', env: { SGLANG_SIM_RESUME_MS: '4000' } },
+  { name: 'slow', env: { SGLANG_SIM_RESUME_MS: '6000' } },
   { name: 'shared' },
 ];
 /** Host B: `beta` only here. Its tokens are slow, so requests are still running when it stops. */
@@ -62,10 +62,6 @@ function liteLLMConfig(hosts: readonly Host[]): string {
   ].join('\n');
 }
 
-function chatRequests(d: Daemon, model?: string): number {
-  return d.ledger().filter((e) => e.event === 'request' && e.route === CHAT && (model === undefined || e.model === model)).length;
-}
-
 function assertAnswered(a: RoutedAnswer, maxTokens: number): void {
   assert.equal(a.status, 200, `${a.model}: ${a.error ?? ''}`);
   assert.equal(a.content, expectedReply(a.model, maxTokens));
@@ -83,7 +79,7 @@ describe('two sglangmux hosts behind LiteLLM', { timeout: 600_000 }, () => {
     const common = ['--min-active-secs', '0'];
     [a, b] = await Promise.all([
       // A short switch timeout on A, for the Retry-After test.
-      Daemon.start({ models: HOST_A, args: [...common, '--model-switch-timeout-secs', '2'] }),
+      Daemon.start({ models: HOST_A, args: [...common, '--model-switch-timeout-secs', '3'] }),
       Daemon.start({ models: HOST_B, args: common }),
     ]);
     const config = join(a.dir, 'litellm.yaml');
@@ -144,9 +140,9 @@ describe('two sglangmux hosts behind LiteLLM', { timeout: 600_000 }, () => {
 
   test('a 503 with Retry-After: LiteLLM waits that long, retries, and the client gets its answer', async (t) => {
     if (!testTool(t, LITELLM)) return;
-    // slow takes 4 s to wake, A waits 2 s for a model: the first wait times out with a 503 that
+    // slow takes 6 s to wake, A waits 3 s for a model: the first wait times out with a 503 that
     // says Retry-After: 1, and the retry finds slow (nearly) awake.
-    const timedOut = a.waitLog(/ -> 503: model not ready: timed out after 2 s waiting for slow /, 60_000);
+    const timedOut = a.waitLog(/ -> 503: model not ready: timed out after 3 s waiting for slow /, 60_000);
     const answer = routedChat(url, 'slow', 3);
     await timedOut;
     const at503 = Date.now();

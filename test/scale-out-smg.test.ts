@@ -10,12 +10,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Daemon, freePort, type ModelDef } from './support/daemon.js';
-import { HealthCountingForwarder, RouterProcess, routedChat } from './support/router.js';
+import { chatRequests, HealthCountingForwarder, RouterProcess, routedChat } from './support/router.js';
 import { crashes, expectedReply } from './support/sim.js';
 import { testDeps, testTool } from './support/tools.js';
 
 const SMG = 'smg/bin/smg';
-const CHAT = '/v1/chat/completions';
 const KEY = 'scale-out-test-key';
 
 const HOST_A: readonly ModelDef[] = [{ name: 'alpha' }, { name: 'shared' }];
@@ -43,10 +42,6 @@ async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-function chatRequests(d: Daemon, model: string): number {
-  return d.ledger().filter((e) => e.event === 'request' && e.route === CHAT && e.model === model).length;
 }
 
 describe('two sglangmux hosts behind SGLang\'s gateway (IGW mode)', { timeout: 300_000 }, () => {

@@ -3,6 +3,7 @@
 // failure message, ready when an HTTP probe answers.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { Daemon } from './daemon.js';
 import { freePort } from './sim.js';
 
 export class RouterProcess {
@@ -58,6 +59,11 @@ export class RouterProcess {
     await this.exited;
     clearTimeout(timer);
   }
+}
+
+/** How many chat completions reached the host's model servers (for `model`, or for any). */
+export function chatRequests(d: Daemon, model?: string): number {
+  return d.ledger().filter((e) => e.event === 'request' && e.route === '/v1/chat/completions' && (model === undefined || e.model === model)).length;
 }
 
 /** One chat completion through a router: its status and parsed body (text kept if not JSON). */
