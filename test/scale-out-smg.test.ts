@@ -4,7 +4,9 @@
 // each from `/v1/models`; requests routed by model; the gateway's health checks (`GET /health`,
 // every second here) reach the hosts, are answered 200 while every model sleeps, and never wake
 // a model; a model that cannot start answers 503, which the gateway (registered as documented)
-// retries elsewhere but does not hold against the host: its other models stay served.
+// retries but does not hold against the host: its other models stay served; a host that stops
+// costs a few 503s until the gateway's health checks take it out, then its shared model is
+// served by the other host.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -161,5 +163,36 @@ describe('two sglangmux hosts behind SGLang\'s gateway (IGW mode)', { timeout: 3
       assert.equal(ans.content, expectedReply(m, 2));
     }
     assert.ok((await workers(url)).every((w) => w.is_healthy));
+  });
+
+  test('a host stopped: its shared model goes to the other host once the gateway sees it down; every request ends', async (t) => {
+    if (!testTool(t, SMG)) return;
+    await b.stop();
+    await fb.close(); // the host's address refuses connections, as a stopped host's does
+    const stopped = Date.now();
+    // Until its health checks (every second, 3 failures) take B out, the gateway may still pick
+    // B for shared: those requests end in a 503 that says so, and none hangs.
+    const early: string[] = [];
+    await until('shared served again', async () => {
+      const ans = await routedChat(url, 'shared', 2);
+      if (ans.status === 200) return true;
+      assert.equal(ans.status, 503, ans.error ?? '');
+      assert.match(ans.error ?? '', /upstream|unavailable/i);
+      early.push(ans.error ?? '');
+      return null;
+    }, 30_000);
+    t.diagnostic(`shared failed over after ${Date.now() - stopped} ms, ${early.length} requests answered 503 before`);
+    const sharedOnA = chatRequests(a, 'shared');
+    for (let i = 0; i < 3; i++) {
+      const ans = await routedChat(url, 'shared', 2);
+      assert.equal(ans.status, 200, ans.error ?? '');
+      assert.equal(ans.content, expectedReply('shared', 2));
+    }
+    assert.equal(chatRequests(a, 'shared') - sharedOnA, 3);
+    // beta has no host left: the gateway says so (404 once B is out, 503 before).
+    const beta = await routedChat(url, 'beta', 2);
+    assert.ok(beta.status === 404 || beta.status === 503, `beta: ${beta.status}`);
+    assert.match(beta.error ?? '', /beta|upstream/);
+    t.diagnostic(`beta after its host stopped: ${beta.status} ${beta.error}`);
   });
 });
