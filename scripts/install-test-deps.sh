@@ -52,6 +52,13 @@ tool() {
   printf '%s' "$*" > "$stamp"
 }
 # ---- Python tools for the tests go here, each `tool NAME 'pkg==version'…` ----
+# The scale-out tests (test/scale-out-litellm.test.ts, test/scale-out-smg.test.ts) put two
+# sglangmux daemons behind the routers people run in front of several hosts: LiteLLM's proxy
+# and SGLang's model gateway (a Rust binary shipped as a wheel).
+# LiteLLM 1.100.5: the `proxy` extra of the releases tried from 1.104.9 on (up to 1.110.2) needs
+# litellm-proxy / litellm-proxy-extras versions that are not published, so they do not install.
+tool litellm 'litellm[proxy]==1.100.5'
+tool smg 'smg==1.13.0'
 
 # SGLang's own source, for the contract test (test/contract.test.ts): the pinned release's wheel,
 # downloaded without dependencies (no torch) and unpacked, never installed. Bump SGLANG_VERSION

@@ -12,6 +12,9 @@ export class ApiError extends Error {
     readonly type: string,
     readonly code: string | null = null,
     readonly param: string | null = null,
+    /** Seconds after which a retry may succeed, sent as `Retry-After` (a router in front waits
+     * that long, or tries another host); null: no retry of the same request will help. */
+    readonly retryAfterSecs: number | null = null,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -37,8 +40,10 @@ export const routeNotFound = (method: string, path: string): ApiError =>
 export const bodyTooLarge = (limit: string): ApiError =>
   new ApiError(413, `request body larger than ${limit}`, 'invalid_request_error', 'payload_too_large');
 
-export const modelNotReady = (reason: string): ApiError =>
-  new ApiError(503, `model not ready: ${reason}`, 'server_error', 'model_not_ready');
+/** `retryAfterSecs`: when the model may be ready (crash-loop backoff, a wait that timed out);
+ * omitted when a retry cannot help (shutting down, removed from the configuration). */
+export const modelNotReady = (reason: string, retryAfterSecs: number | null = null): ApiError =>
+  new ApiError(503, `model not ready: ${reason}`, 'server_error', 'model_not_ready', null, retryAfterSecs);
 
 export const upstreamTimeout = (): ApiError =>
   new ApiError(504, 'upstream request timed out', 'server_error', 'upstream_timeout');

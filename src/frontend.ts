@@ -56,6 +56,7 @@ const errorShape: Koa.Middleware = async (ctx, next) => {
     logApiError(ctx.method, ctx.path, apiError);
     if (apiError.status === 500) log.debug(err instanceof Error ? (err.stack ?? '') : '');
     ctx.status = apiError.status;
+    if (apiError.retryAfterSecs !== null) ctx.set('Retry-After', String(apiError.retryAfterSecs));
     ctx.body = apiError.toBody();
   }
 };

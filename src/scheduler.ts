@@ -117,6 +117,16 @@ export function backoffMs(failures: number): number {
   return failures < 2 ? 0 : Math.min(1000 * 2 ** (failures - 2), MAX_BACKOFF_MS);
 }
 
+/** The `Retry-After` of a 503 for a failed model: whole seconds until its next start may begin,
+ * at least 1 (a crashed model is restarted by the next request; a router should not hammer it). */
+export function retryAfterSecs(retryAt: number, now: number): number {
+  return Math.max(1, Math.ceil((retryAt - now) / 1000));
+}
+
+/** The `Retry-After` of a 503 for a wait that timed out: the switch it waited for may be moments
+ * from done, and the wait already took the whole switch timeout. */
+export const WAIT_TIMEOUT_RETRY_AFTER_SECS = 1;
+
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** A catch handler giving `fallback` for any error but a refused key. */
 const unlessAuth = <T>(fallback: T) => (err: unknown): T => {
@@ -343,8 +353,8 @@ export class Scheduler {
     if (slot.configError !== null) return Promise.reject(modelNotReady(slot.configError));
     const since = Date.now();
     if (slot.state === 'failed' && since < slot.retryAt) {
-      const secs = Math.ceil((slot.retryAt - since) / 1000);
-      return Promise.reject(modelNotReady(`${slot.lastError}; failed ${slot.failures} times in a row, next start in ${secs} s`));
+      const secs = retryAfterSecs(slot.retryAt, since);
+      return Promise.reject(modelNotReady(`${slot.lastError}; failed ${slot.failures} times in a row, next start in ${secs} s`, secs));
     }
     if (slot === this.active && slot.state === 'awake' && this.bootQueue.length === 0) {
       return Promise.resolve(this.lease(slot, since, counts));
@@ -373,7 +383,7 @@ export class Scheduler {
       const onAbort = (): void => waiter.fail(new ClientGone());
       const timer = setTimeout(() => {
         const secs = Math.round(this.opts.switchTimeoutMs / 1000);
-        waiter.fail(modelNotReady(`timed out after ${secs} s waiting for ${model} (${this.whyWaiting(slot)})`));
+        waiter.fail(modelNotReady(`timed out after ${secs} s waiting for ${model} (${this.whyWaiting(slot)})`, WAIT_TIMEOUT_RETRY_AFTER_SECS));
       }, this.opts.switchTimeoutMs);
       signal.addEventListener('abort', onAbort, { once: true });
       slot.waiters.push(waiter);
@@ -718,7 +728,7 @@ export class Scheduler {
       slot.lastError = reason;
       if (!crashed) {
         this.countFailure(slot);
-        this.failWaiters(slot, modelNotReady(reason));
+        this.failWaiters(slot, this.failedNotReady(slot, reason));
       }
       if (this.active === slot) this.active = null;
       return false;
@@ -817,6 +827,11 @@ export class Scheduler {
     if (wait > 0) log.warn(`model ${slot.name}: failed ${slot.failures} times in a row; next start not before ${wait / 1000} s`);
   }
 
+  /** The 503 for a model that just failed: it may be retried once its backoff has passed. */
+  private failedNotReady(slot: Slot, reason: string): ApiError {
+    return modelNotReady(reason, retryAfterSecs(slot.retryAt, Date.now()));
+  }
+
   private processExited(slot: Slot, info: ExitInfo): void {
     if (info.requested) return; // stopped by us; the step that stopped it sets the state
     const reason = `${slot.name} ${describeExit(info)} (see ${slot.process.stderrLog})`;
@@ -829,6 +844,6 @@ export class Scheduler {
     this.setState(slot, 'failed');
     this.countFailure(slot);
     if (this.active === slot) this.active = null;
-    this.failWaiters(slot, modelNotReady(reason));
+    this.failWaiters(slot, this.failedNotReady(slot, reason));
   }
 }

@@ -9,6 +9,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Daemon, type ModelDef, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
+import { retryAfterSecs } from '../src/scheduler.js';
 
 interface OpenAIError {
   message: string;
@@ -147,6 +148,21 @@ function fakeServer(mode: 'reset' | 'text'): string {
   ].join(' ');
   return `"${process.execPath}" -e '${js}' "$PORT" ${mode}`;
 }
+
+describe('Retry-After of a failed model', () => {
+  test('whole seconds until the next start, rounded up, at least 1', () => {
+    const cases: [retryInMs: number, secs: number][] = [
+      [-5000, 1], // backoff over: the next request starts it, but not in a tight loop
+      [0, 1],
+      [1, 1],
+      [1000, 1],
+      [1001, 2],
+      [16_000, 16],
+      [30_000, 30],
+    ];
+    for (const [inMs, secs] of cases) assert.equal(retryAfterSecs(1_000_000 + inMs, 1_000_000), secs, `${inMs} ms`);
+  });
+});
 
 describe('client errors', () => {
   let d: Daemon;
@@ -384,7 +400,10 @@ describe('model ready timeout', () => {
     const from = d.output.length;
     // The request retries the start, which times out again.
     const reason = /^model not ready: late: not ready after 1 s \(see .*late_\d+\.stderr\.log\)/;
-    const err = await assertError(await d.post(CHAT, { model: 'late', messages }), 503, reason, 'model_not_ready');
+    const res = await d.post(CHAT, { model: 'late', messages });
+    const err = await assertError(res, 503, reason, 'model_not_ready');
+    // Failed twice in a row (at start and now): the next start is backed off by 1 s.
+    assert.equal(res.headers.get('retry-after'), '1');
     assert.equal(err.type, 'server_error');
     await assertLoggedOnce(d, from, / -> 503: model not ready: late: not ready after 1 s /);
     assert.equal(d.state(await d.health(), 'late'), 'failed');
@@ -410,10 +429,12 @@ describe('model switch timeout', () => {
 
     const from = d.output.length;
     const started = Date.now();
+    const res = await d.post(CHAT, { model: 'b', max_tokens: 3, messages });
     const err = await assertError(
-      await d.post(CHAT, { model: 'b', max_tokens: 3, messages }), 503,
-      /^model not ready: timed out after 1 s waiting for b \(.+\)$/, 'model_not_ready',
+      res, 503, /^model not ready: timed out after 1 s waiting for b \(.+\)$/, 'model_not_ready',
     );
+    // A retry may well find b switched in: a router in front may come back in a second.
+    assert.equal(res.headers.get('retry-after'), '1');
     const took = Date.now() - started;
     assert.ok(took >= 900 && took < 2500, `answered after ${took} ms`);
     assert.equal(err.type, 'server_error');

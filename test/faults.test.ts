@@ -3,7 +3,7 @@
 // and the faulty one recoverable, and no simulator hazard.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { Daemon, pidGone, sseData, type ModelDef } from './support/daemon.js';
+import { Daemon, pidGone, sseData, type ChatBody, type ModelDef } from './support/daemon.js';
 import { crashes, expectedReply, type LedgerEvent } from './support/sim.js';
 
 const daemons: Daemon[] = [];
@@ -54,12 +54,22 @@ describe('faults', () => {
     const entry = h.models.find((m) => m.id === 'bad') as { last_error?: string };
     assert.match(entry.last_error ?? '', /exited with code 3 .*bad_\d+\.stderr\.log/);
     const answers = [];
-    for (let i = 0; i < 10; i++) answers.push(await d.chat('bad', 1));
+    for (let i = 0; i < 10; i++) {
+      const res = await d.post('/v1/chat/completions', { model: 'bad', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] });
+      answers.push({ status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as ChatBody });
+    }
     for (const a of answers) {
       assert.equal(a.status, 503);
       assert.match(a.body.error?.message ?? '', /^model not ready: /);
+      // Every one of these 503s may be retried: it says when (a router in front waits that long).
+      assert.match(a.retryAfter ?? '', /^[1-9]\d*$/, 'Retry-After in whole seconds');
     }
-    assert.ok(answers.some((a) => /failed \d+ times in a row, next start in \d+ s/.test(a.body.error?.message ?? '')));
+    const backedOff = answers.filter((a) => /failed \d+ times in a row, next start in \d+ s/.test(a.body.error?.message ?? ''));
+    assert.ok(backedOff.length > 0);
+    for (const a of backedOff) {
+      // The header and the message name the same wait.
+      assert.equal(a.body.error?.message.match(/next start in (\d+) s/)?.[1], a.retryAfter);
+    }
     const starts = d.ledger().filter((e) => e.event === 'start' && e.model === 'bad').length;
     assert.ok(starts <= 3, `started ${starts} times for 10 requests`);
     assert.equal((await d.chat('a', 2)).status, 200);

@@ -3,7 +3,7 @@
 // containing `/`, the model list with each model's state, and OpenAI-shaped 404s elsewhere.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Daemon, sseData, useDaemon } from './support/daemon.js';
+import { Daemon, sseData, useDaemon, type Health } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
 
 interface ModelObject {
@@ -177,5 +177,20 @@ describe('models, states and route classes against the simulator', () => {
     assert.deepEqual(Object.keys(h).sort(), ['active_model', 'models', 'status']);
     assert.deepEqual(Object.keys(h.models[0]!).sort(), ['id', 'last_error', 'port', 'state']);
     assert.deepEqual(crashes(d.ledger()), []);
+  });
+
+  test('/health is 200 with a model failed and none awake, and calls no model server', async () => {
+    // A router's health check (SGLang's gateway) takes anything but 200 for a host that is down.
+    const awake = (await d.health()).models.filter((m) => m.state === 'awake');
+    for (const m of awake) assert.equal((await d.post(`/admin/models/${m.id}/sleep`, {})).status, 200);
+    const mark = d.ledger().length;
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${d.url}/health`);
+      assert.equal(res.status, 200);
+      const h = (await res.json()) as Health;
+      assert.equal(h.active_model, null);
+      assert.equal(d.state(h, 'broken'), 'failed');
+    }
+    assert.deepEqual(d.ledger().slice(mark), [], 'no model server was called');
   });
 });
