@@ -9,7 +9,8 @@ export interface Options {
   readonly upstreamTimeoutSecs: number;
   readonly modelReadyTimeoutSecs: number;
   readonly modelSwitchTimeoutSecs: number;
-  readonly minActiveSecs: number;
+  /** null: automatic (from the measured switch cost, docs/scheduling.md). */
+  readonly minActiveSecs: number | null;
   readonly idleSleepSecs: number | null;
   readonly lazy: boolean;
   readonly logDir: string;
@@ -77,7 +78,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     .option('upstream-timeout-secs', { type: 'number', default: 120, describe: 'Limit for one forwarded request (for streams: before the first byte and between bytes)' })
     .option('model-ready-timeout-secs', { type: 'number', default: 120, describe: 'Limit for a model server to start and become ready' })
     .option('model-switch-timeout-secs', { type: 'number', default: 60, describe: 'Limit for a request to wait for its model, and for each sleep/wake call' })
-    .option('min-active-secs', { type: 'number', default: 2, describe: 'After a wake, how long a model keeps serving (and taking new requests) before it yields to requests waiting for another model; bounds switching (see docs/scheduling.md)' })
+    .option('min-active-secs', { type: 'number', describe: 'After a wake, how long a busy model keeps serving (and taking new requests) before it yields to requests waiting for another model (default: automatic, one measured switch cost; an idle model yields sooner; see docs/scheduling.md). Given explicitly: a fixed window, 0 = first come, first served' })
     .option('idle-sleep-secs', { type: 'number', describe: 'Put the awake model to sleep after this long with no request in flight or waiting (default: never)' })
     .option('lazy', { type: 'boolean', default: false, describe: 'Start each model on its first request instead of at start-up' })
     .option('log-dir', { type: 'string', default: 'sglangmux-logs', describe: 'Directory for the per-model stdout/stderr logs' })
@@ -104,7 +105,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     upstreamTimeoutSecs: positive('upstream-timeout-secs', args['upstream-timeout-secs']),
     modelReadyTimeoutSecs: positive('model-ready-timeout-secs', args['model-ready-timeout-secs']),
     modelSwitchTimeoutSecs: positive('model-switch-timeout-secs', args['model-switch-timeout-secs']),
-    minActiveSecs: nonNegative('min-active-secs', args['min-active-secs']),
+    minActiveSecs: args['min-active-secs'] === undefined ? null : nonNegative('min-active-secs', args['min-active-secs']),
     idleSleepSecs: args['idle-sleep-secs'] === undefined ? null : positive('idle-sleep-secs', args['idle-sleep-secs']),
     lazy: args.lazy,
     logDir: args['log-dir'],
