@@ -136,6 +136,6 @@ function nothingToWake(holder: ModelView | null, now: number, settings: PolicySe
     return { action: { kind: 'wait' }, reason: waitFor, recheckAt: backoffEnds };
   }
   const due = holder.lastUsed + idleMs;
-  if (now >= due) return { action: { kind: 'sleep', model: holder.name }, reason: `${holder.name} idle for ${secs(idleMs)}`, recheckAt: null };
+  if (now >= due) return { action: { kind: 'sleep', model: holder.name }, reason: `idle for ${secs(idleMs)}`, recheckAt: null };
   return { action: { kind: 'wait' }, reason: waitFor, recheckAt: Math.min(due, backoffEnds ?? due) };
 }
