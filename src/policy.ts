@@ -61,6 +61,9 @@ export interface Decision {
 export const WINDOW_PER_COST = 1;
 /** An idle model is held this many of its typical request gaps... */
 export const GRACE_PER_GAP = 3;
+/** ...counting a gap as at least this long (a client's turnaround on one host: a closed-loop
+ * client's next request arrives a few ms after its answer, never at once)... */
+export const MIN_GAP_MS = 5;
 /** ...but only if that hold is below this share of the switch cost; otherwise it yields at once. */
 export const GRACE_MAX_COST_SHARE = 0.5;
 
@@ -77,7 +80,7 @@ export function switchCostMs(from: ModelView | null, to: ModelView): number {
  * only when that costs well under the switch it may save. */
 export function graceMs(model: ModelView, costMs: number): number {
   if (model.gapMs === null) return 0;
-  const grace = GRACE_PER_GAP * model.gapMs;
+  const grace = GRACE_PER_GAP * Math.max(model.gapMs, MIN_GAP_MS);
   return grace <= GRACE_MAX_COST_SHARE * costMs ? grace : 0;
 }
 
