@@ -3,7 +3,8 @@
 // by the discrete-event simulation of the policy (bench/lib/sched-sim.ts, the real decide());
 // the short workloads also run end to end, time-scaled, through the daemon against the SGLang
 // simulator. Writes bench/sched-results.json, bench/sched.svg and the scheduling section of
-// bench/RESULTS.md. Options: --e2e-scale F (default 0.1), --no-e2e, --only WORKLOAD,..., --out DIR
+// bench/RESULTS.md. Options: --e2e-scale F (default 0.2), --no-e2e, --only WORKLOAD,..., --out DIR, --keep (the
+// daemons' logs)
 // (the traces are read from ../shared/traces, or SGLANGMUX_TRACES).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -248,7 +249,7 @@ async function main(): Promise<void> {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
   };
-  const scale = Number(opt('--e2e-scale') ?? '0.1');
+  const scale = Number(opt('--e2e-scale') ?? '0.2');
   const out = opt('--out') ?? join(repo, 'bench');
   const traces = join(repo, '..', 'shared', 'traces');
   const only = opt('--only')?.split(',');
@@ -272,7 +273,8 @@ async function main(): Promise<void> {
       }
     } finally {
       await stopAll();
-      rmSync(dir, { recursive: true, force: true });
+      if (argv.includes('--keep')) console.log(`kept ${dir}`);
+      else rmSync(dir, { recursive: true, force: true });
     }
   }
   writeFileSync(join(out, 'sched-results.json'), JSON.stringify({ scale, des, e2e }, null, 1) + '\n');
