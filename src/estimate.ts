@@ -6,9 +6,6 @@ const ALPHA = 0.3;
 
 export class MovingEstimate {
   private current: number | null = null;
-  /** The value is a seed (e.g. a cold start standing in for a resume): the first real
-   * measurement replaces it instead of being averaged with it. */
-  private seeded = false;
 
   constructor(private readonly ceiling = Infinity) {}
 
@@ -16,16 +13,8 @@ export class MovingEstimate {
     return this.current;
   }
 
-  /** A first guess, used only until something is measured. */
-  seed(ms: number): void {
-    if (this.current !== null) return;
-    this.current = Math.min(ms, this.ceiling);
-    this.seeded = true;
-  }
-
   add(ms: number): void {
     const v = Math.min(ms, this.ceiling);
-    this.current = this.current === null || this.seeded ? v : this.current + ALPHA * (v - this.current);
-    this.seeded = false;
+    this.current = this.current === null ? v : this.current + ALPHA * (v - this.current);
   }
 }

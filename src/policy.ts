@@ -70,9 +70,10 @@ export const GRACE_MAX_COST_SHARE = 0.5;
 /** States in which a model may hold GPU memory (one GPU: at most one model is in them). */
 const HOLDING: ReadonlySet<ModelState> = new Set(['starting', 'awake', 'draining', 'sleeping', 'waking']);
 
-/** The measured cost, ms, of putting `from` to sleep and waking `to` (unmeasured parts count 0). */
+/** The measured cost, ms, of putting `from` to sleep and waking `to`. A part not measured yet
+ * for its model is taken from the other model (both run on this host), else counts 0. */
 export function switchCostMs(from: ModelView | null, to: ModelView): number {
-  return (from?.sleepMs ?? 0) + (to.wakeMs ?? 0);
+  return (from?.sleepMs ?? to.sleepMs ?? 0) + (to.wakeMs ?? from?.wakeMs ?? 0);
 }
 
 /** How long the idle awake model is held for its next request before it yields: a few of its

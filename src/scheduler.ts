@@ -347,8 +347,9 @@ export class Scheduler {
       const secs = Math.ceil((slot.retryAt - since) / 1000);
       return Promise.reject(modelNotReady(`${slot.lastError}; failed ${slot.failures} times in a row, next start in ${secs} s`));
     }
-    // The first request after a quiet spell measures the model's rhythm (see policy.graceMs).
-    if (counts && slot.inflight === 0 && slot.waiters.length === 0 && slot.lastUsed > 0) slot.gaps.add(since - slot.lastUsed);
+    // The first request after a quiet spell measures the model's rhythm (see policy.graceMs):
+    // the time since its last request ended (not since a wake: the bootstrap's is no gap).
+    if (counts && slot.inflight === 0 && slot.waiters.length === 0 && slot.lastUsed > slot.awakeSince) slot.gaps.add(since - slot.lastUsed);
     if (slot === this.active && slot.state === 'awake' && this.bootQueue.length === 0) {
       return Promise.resolve(this.lease(slot, since, counts));
     }
@@ -545,15 +546,14 @@ export class Scheduler {
     return { fixedWindowMs: this.opts.minActiveMs, maxWindowMs: this.opts.switchTimeoutMs / 2, idleSleepMs: this.opts.idleSleepMs };
   }
 
-  /** Feeds a measured switch phase into the model's cost estimates. A cold start stands in for
-   * a wake until a resume is measured (it costs more: a seed, replaced by the first resume);
-   * without the memory saver every wake is a start. */
+  /** Feeds a measured switch phase into the model's cost estimates (the bootstrap's sleeps
+   * included). A cold start is not a wake's cost (process launch and weights from disk, often
+   * ten times a resume or more) unless the model has no memory saver: then every wake is one. */
   private measured(model: string, phase: 'drain' | 'sleep' | 'wake' | 'start', ok: boolean, ms: number): void {
     const slot = this.slots.get(model);
     if (!slot || !ok) return;
     if (phase === 'sleep') slot.sleepCost.add(ms);
     else if (phase === 'wake' || (phase === 'start' && !slot.spec.memorySaver)) slot.wakeCost.add(ms);
-    else if (phase === 'start') slot.wakeCost.seed(ms);
   }
 
   /** Runs `letGo` (a release or a stop of `slot`), then waits until the GPU shows the memory the

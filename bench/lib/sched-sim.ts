@@ -114,8 +114,8 @@ export function simulate(models: readonly SimModel[], clients: readonly Client[]
     sleepCost: new MovingEstimate(), wakeCost: new MovingEstimate(), gaps: new MovingEstimate(GAP_CEILING_MS),
   } satisfies Slot]));
   const ordered = [...slots.values()];
-  // Bootstrap: each model started once (the start seeds its wake estimate), the last stays awake.
-  for (const slot of ordered) slot.wakeCost.seed(slot.spec.wakeMs);
+  // Bootstrap: each model started and put to sleep (its sleep measured), the last stays awake.
+  for (const slot of ordered.slice(0, -1)) slot.sleepCost.add(slot.spec.sleepMs);
   let active: Slot | null = ordered.at(-1)!;
   active.state = 'awake';
 
@@ -151,7 +151,7 @@ export function simulate(models: readonly SimModel[], clients: readonly Client[]
     const { model } = clients[client]!.steps[step]!;
     const slot = slots.get(model)!;
     first = Math.min(first, now);
-    if (slot.inflight === 0 && slot.waiters.length === 0 && slot.lastUsed > 0) slot.gaps.add(now - slot.lastUsed);
+    if (slot.inflight === 0 && slot.waiters.length === 0 && slot.lastUsed > slot.awakeSince) slot.gaps.add(now - slot.lastUsed);
     if (slot === active && slot.state === 'awake') startServing(slot, now, client, step);
     else {
       const sentAt = now;
