@@ -11,7 +11,8 @@ export interface Options {
   readonly upstreamTimeoutSecs: number;
   readonly modelReadyTimeoutSecs: number;
   readonly modelSwitchTimeoutSecs: number;
-  readonly minActiveSecs: number;
+  /** null: automatic (from the measured switch cost, docs/scheduling.md). */
+  readonly minActiveSecs: number | null;
   readonly idleSleepSecs: number | null;
   readonly lazy: boolean;
   readonly logDir: string;
@@ -45,7 +46,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { flag: 'upstream-timeout-secs', group: 'Timeouts and scheduling', value: 'SECS', default: '120', describe: 'Limit for one forwarded request (for streams: before the first byte and between bytes)' },
   { flag: 'model-ready-timeout-secs', group: 'Timeouts and scheduling', value: 'SECS', default: '120', describe: 'Limit for a model server to start and become ready' },
   { flag: 'model-switch-timeout-secs', group: 'Timeouts and scheduling', value: 'SECS', default: '60', describe: 'Limit for a request to wait for its model, and for each sleep/wake call' },
-  { flag: 'min-active-secs', group: 'Timeouts and scheduling', value: 'SECS', default: '2', describe: 'After a wake, how long a model keeps serving (and taking new requests) before it yields to requests waiting for another model; bounds switching (see docs/scheduling.md)' },
+  { flag: 'min-active-secs', group: 'Timeouts and scheduling', value: 'SECS', defaultText: 'automatic', describe: 'After a wake, how long a busy model keeps serving (and taking new requests) before it yields to requests waiting for another model. Automatic: one measured switch cost, and an idle model yields sooner (see docs/scheduling.md). Given: a fixed window; 0 = first come, first served' },
   { flag: 'idle-sleep-secs', group: 'Timeouts and scheduling', value: 'SECS', defaultText: 'never', describe: 'Put the awake model to sleep after this long with no request in flight or waiting' },
   { flag: 'lazy', group: 'Timeouts and scheduling', describe: 'Start each model on its first request instead of at start-up' },
   { flag: 'api-key', group: 'Security', value: 'KEY', env: 'SGLANGMUX_API_KEY', describe: 'Require Authorization: Bearer <key> on inference routes (the variable stays out of `ps`)' },
@@ -190,6 +191,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   };
   const scripts = parsed._.map(String);
   if (scripts.length === 0) throw new UsageError('no launch scripts given');
+  const minActive = text('min-active-secs');
   const idleSleep = text('idle-sleep-secs');
   return {
     host: defaulted('host'),
@@ -197,7 +199,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     upstreamTimeoutSecs: positive('upstream-timeout-secs', defaulted('upstream-timeout-secs')),
     modelReadyTimeoutSecs: positive('model-ready-timeout-secs', defaulted('model-ready-timeout-secs')),
     modelSwitchTimeoutSecs: positive('model-switch-timeout-secs', defaulted('model-switch-timeout-secs')),
-    minActiveSecs: nonNegative('min-active-secs', defaulted('min-active-secs')),
+    minActiveSecs: minActive === undefined ? null : nonNegative('min-active-secs', minActive),
     idleSleepSecs: idleSleep === undefined ? null : positive('idle-sleep-secs', idleSleep),
     lazy: parsed.lazy === true,
     logDir: defaulted('log-dir'),

@@ -42,9 +42,11 @@ function scriptEnv(): NodeJS.ProcessEnv {
   return rest;
 }
 
-/** The active window must leave a waiter time to be served before its switch timeout. */
-function minActiveMs(opts: Options): number {
+/** The active window must leave a waiter time to be served before its switch timeout (the
+ * automatic window is capped the same way by the scheduler). */
+function minActiveMs(opts: Options): number | null {
   const limit = opts.modelSwitchTimeoutSecs / 2;
+  if (opts.minActiveSecs === null) return null;
   if (opts.minActiveSecs <= limit) return opts.minActiveSecs * 1000;
   log.warn(`--min-active-secs ${opts.minActiveSecs} is not below half of --model-switch-timeout-secs; using ${limit}`);
   return limit * 1000;

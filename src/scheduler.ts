@@ -10,6 +10,8 @@ import { GpuMemory } from './gpu-memory.js';
 import { ModelProcess, describeExit, type ExitInfo } from './model-process.js';
 import { ModelServer, ServerAuthError } from './model-server.js';
 import { releaseServer, resumeServer } from './server-sequences.js';
+import { MovingEstimate } from './estimate.js';
+import { decide, type Decision, type ModelView, type PolicySettings } from './policy.js';
 
 /**
  * stopped  no process (never started, or stopped to free the GPU without the memory saver)
@@ -27,8 +29,9 @@ export type ModelState =
 export interface SchedulerOptions {
   readonly readyTimeoutMs: number;
   readonly switchTimeoutMs: number;
-  /** How long a busy model may keep admitting new requests after it woke while others wait. */
-  readonly minActiveMs: number;
+  /** `--min-active-secs` given explicitly: a fixed window after each wake; null: automatic
+   * (src/policy.ts). */
+  readonly minActiveMs: number | null;
   readonly logDir: string;
   /** Environment for launch scripts. */
   readonly env: NodeJS.ProcessEnv;
@@ -108,6 +111,9 @@ const READY_POLL_MS = 25;
 const RESUME_MARGIN_MB = 64;
 const RESUME_MARGIN = 0.05;
 const MAX_BACKOFF_MS = 30_000;
+/** Longer silences count as this long in a model's request-gap estimate (one lull must not
+ * hide its traffic's rhythm for long). */
+const GAP_CEILING_MS = 10_000;
 /** Awake this long without a crash, a model is no longer in a crash loop. */
 const STABLE_MS = 60_000;
 
@@ -152,6 +158,11 @@ class Slot {
   servedSinceWake = false;
   /** GPU memory it took at its last wake, as nvidia-smi showed it (null: unknown). */
   memoryMb: number | null = null;
+  /** What putting it to sleep and waking it cost on this host, and its requests' rhythm (the
+   * policy's inputs). */
+  readonly sleepCost = new MovingEstimate();
+  readonly wakeCost = new MovingEstimate();
+  readonly gaps = new MovingEstimate(GAP_CEILING_MS);
   /** Settles once memoryMb is known for the last wake: measured after the wake without holding
    * the requests back, and awaited before anything relies on it (the next sleep's wait). */
   memoryMeasured: Promise<void> = Promise.resolve();
@@ -191,7 +202,8 @@ export class Scheduler {
   private changed: (() => void)[] = [];
   /** Control operations (sleep, restart, retiring a reconfigured model), run by the driver in order. */
   private readonly ops: (() => Promise<void>)[] = [];
-  private idleTimer: NodeJS.Timeout | null = null;
+  /** The policy's last decision: what a waiter is waiting for. */
+  private decision: Decision | null = null;
   /** Models removed or replaced by a reload whose processes are not stopped yet. */
   private readonly retiring = new Set<Slot>();
   private readonly observer: SchedulerObserver;
@@ -201,7 +213,15 @@ export class Scheduler {
   private gpuLetGoAt = 0;
 
   constructor(specs: readonly ModelSpec[], private readonly opts: SchedulerOptions) {
-    this.observer = opts.observer ?? NO_OBSERVER;
+    const outer = opts.observer ?? NO_OBSERVER;
+    this.observer = {
+      switched: (e) => outer.switched(e),
+      processStarted: (model) => outer.processStarted(model),
+      phase: (e) => {
+        this.measured(e.model, e.phase, e.ok, e.ms);
+        outer.phase(e);
+      },
+    };
     for (const spec of specs) this.slots.set(spec.name, this.newSlot(spec));
   }
 
@@ -356,6 +376,9 @@ export class Scheduler {
       const secs = retryAfterSecs(slot.retryAt, since);
       return Promise.reject(modelNotReady(`${slot.lastError}; failed ${slot.failures} times in a row, next start in ${secs} s`, secs));
     }
+    // The first request after a quiet spell measures the model's rhythm (see policy.graceMs):
+    // the time since its last request ended (not since a wake: the bootstrap's is no gap).
+    if (counts && slot.inflight === 0 && slot.waiters.length === 0 && slot.lastUsed > slot.awakeSince) slot.gaps.add(since - slot.lastUsed);
     if (slot === this.active && slot.state === 'awake' && this.bootQueue.length === 0) {
       return Promise.resolve(this.lease(slot, since, counts));
     }
@@ -463,7 +486,9 @@ export class Scheduler {
     if (active && active !== slot && active.state === 'draining') {
       return `${active.name} is finishing ${active.inflight} request(s)`;
     }
+    if (active && active !== slot && active.state === 'awake' && this.decision) return this.decision.reason;
     if (active && active !== slot) return `${active.name} is ${active.state}`;
+    if (slot.state === 'failed') return `${slot.name} is failed, to be started again`;
     return `${slot.name} is ${slot.state}`;
   }
 
@@ -474,17 +499,6 @@ export class Scheduler {
 
   private failWaiters(slot: Slot, err: ApiError): void {
     for (const waiter of [...slot.waiters]) waiter.fail(err);
-  }
-
-  /** The model whose oldest waiter has waited longest, other than an awake active model. */
-  private nextTarget(): Slot | null {
-    let best: Slot | null = null;
-    for (const slot of this.slots.values()) {
-      const oldest = slot.waiters[0];
-      if (!oldest) continue;
-      if (!best || oldest.since < best.waiters[0]!.since) best = slot;
-    }
-    return best;
   }
 
   /** Resolves once `done()` holds, re-checked whenever notify() is called. */
@@ -534,44 +548,42 @@ export class Scheduler {
       }
       const active = this.active;
       if (active?.state === 'awake') this.admitWaiters(active);
-      const target = this.nextTarget();
-      if (!target) {
-        if (active && this.idleSleepDue(active)) {
-          log.info(`model ${active.name}: idle for ${this.opts.idleSleepMs} ms, putting it to sleep`);
-          await this.putToSleep(active, null);
-          continue;
-        }
-        return;
+      // Decide first, then change state (lesson 6): while the decision is to wait, the awake
+      // model keeps serving and admitting.
+      const decision = decide({ now: Date.now(), models: [...this.slots.values()].map(view) }, this.policySettings());
+      this.decision = decision;
+      const { action } = decision;
+      if (action.kind === 'switch') {
+        await this.switchTo(this.slots.get(action.to)!, decision.reason);
+        continue;
       }
-      if (active?.state === 'awake') {
-        // Decide first, then change state: the busy active model keeps serving (and admitting)
-        // until its window ends, enforced by a timer so it fires in a quiet period too.
-        const yieldAt = this.yieldTime(active);
-        if (yieldAt > Date.now()) {
-          const timer = setTimeout(() => this.notify(), yieldAt - Date.now());
-          await new Promise<void>((resolve) => this.changed.push(resolve));
-          clearTimeout(timer);
-          continue;
-        }
+      if (action.kind === 'sleep' && active) {
+        log.info(`model ${active.name}: ${decision.reason}, putting it to sleep`);
+        await this.putToSleep(active, null);
+        continue;
       }
-      await this.switchTo(target);
+      if (decision.recheckAt === null) return;
+      // The one timer: a window, a grace, an idle sleep or a backoff ends even in a quiet period
+      // (lesson 7); any event (an arrival, a request ending, a waiter leaving) decides sooner.
+      const timer = setTimeout(() => this.notify(), Math.max(0, decision.recheckAt - Date.now()));
+      timer.unref();
+      await new Promise<void>((resolve) => this.changed.push(resolve));
+      clearTimeout(timer);
     }
   }
 
-  /** True when the awake model has had nothing in flight for --idle-sleep-secs; otherwise arms
-   * a timer to look again when it would be. */
-  private idleSleepDue(active: Slot): boolean {
-    const idleMs = this.opts.idleSleepMs;
-    if (idleMs === null || active.state !== 'awake' || active.inflight > 0) return false;
-    const dueIn = active.lastUsed + idleMs - Date.now();
-    if (dueIn <= 0) return true;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => {
-      this.idleTimer = null;
-      this.kick();
-    }, dueIn);
-    this.idleTimer.unref();
-    return false;
+  private policySettings(): PolicySettings {
+    return { fixedWindowMs: this.opts.minActiveMs, maxWindowMs: this.opts.switchTimeoutMs / 2, idleSleepMs: this.opts.idleSleepMs };
+  }
+
+  /** Feeds a measured switch phase into the model's cost estimates (the bootstrap's sleeps
+   * included). A cold start is not a wake's cost (process launch and weights from disk, often
+   * ten times a resume or more) unless the model has no memory saver: then every wake is one. */
+  private measured(model: string, phase: 'drain' | 'sleep' | 'wake' | 'start', ok: boolean, ms: number): void {
+    const slot = this.slots.get(model);
+    if (!slot || !ok) return;
+    if (phase === 'sleep') slot.sleepCost.add(ms);
+    else if (phase === 'wake' || (phase === 'start' && !slot.spec.memorySaver)) slot.wakeCost.add(ms);
   }
 
   /** Runs `letGo` (a release or a stop of `slot`), then waits until the GPU shows the memory the
@@ -585,15 +597,6 @@ export class Scheduler {
     if (slot.memoryMb) await this.gpu.waitBelow(before, this.gpuLetGoAt, this.opts.switchTimeoutMs, `${slot.name} ${what}`);
   }
 
-  /** When the awake model must stop admitting for others: once it has been awake for the
-   * minimum active window, idle or not, so ping-pong traffic costs at most one switch per
-   * window (see docs/scheduling.md); at once if it has served nothing since it woke (woken at
-   * bootstrap or by a preload, nobody is using it). */
-  private yieldTime(active: Slot): number {
-    if (!active.servedSinceWake) return 0;
-    return active.awakeSince + this.opts.minActiveMs;
-  }
-
   private async bootOne(slot: Slot): Promise<void> {
     if (this.active) await this.putToSleep(this.active, null);
     if (await this.wake(slot)) {
@@ -602,18 +605,23 @@ export class Scheduler {
     }
   }
 
-  private async switchTo(target: Slot): Promise<void> {
+  private async switchTo(target: Slot, why: string): Promise<void> {
     const from = this.active;
     const started = Date.now();
     const report = (result: 'ok' | 'failed' | 'abandoned' | 'skipped'): void =>
       this.observer.switched({ from: from?.name ?? null, to: target.name, result, ms: Date.now() - started });
     if (from && from !== target) {
-      log.info(`switch ${from.name} -> ${target.name}: draining ${from.name} (${from.inflight} in flight, awake ${Date.now() - from.awakeSince} ms)`);
+      log.info(`switch ${from.name} -> ${target.name} (${why}): draining ${from.name} (${from.inflight} in flight, awake ${Date.now() - from.awakeSince} ms)`);
       if (!(await this.putToSleep(from, target))) return report('abandoned');
     }
     // Requests that timed out or left during the drain must not cause a wake (stale switch).
     if (target.waiters.length === 0) {
       log.info(`switch to ${target.name} skipped: nobody waits for it any more`);
+      return report('skipped');
+    }
+    // It crashed during the drain: its waiters wait for the backoff (the driver decides again).
+    if (target.retryAt > Date.now()) {
+      log.info(`switch to ${target.name} postponed: it failed ${target.failures} times in a row`);
       return report('skipped');
     }
     if (target === this.active) return;
@@ -841,9 +849,33 @@ export class Scheduler {
     if ((slot.state === 'awake' || slot.state === 'draining') && Date.now() - slot.awakeSince >= STABLE_MS) {
       slot.failures = 0;
     }
+    // Requests waiting for the start or wake that crashed get its error (the wake's own failure
+    // handling counts on that); the others were sent nowhere and wait for a restart, within their
+    // own switch timeout and after the crash-loop backoff. Requests in flight see the broken
+    // connection.
+    const theirWake = slot.state === 'starting' || slot.state === 'waking';
     this.setState(slot, 'failed');
     this.countFailure(slot);
     if (this.active === slot) this.active = null;
-    this.failWaiters(slot, this.failedNotReady(slot, reason));
+    if (theirWake) this.failWaiters(slot, this.failedNotReady(slot, reason));
+    else if (slot.waiters.length > 0) this.kick();
   }
+}
+
+/** A slot as the policy sees it. */
+function view(slot: Slot): ModelView {
+  return {
+    name: slot.name,
+    state: slot.state,
+    inflight: slot.inflight,
+    waiting: slot.waiters.length,
+    oldestSince: slot.waiters[0]?.since ?? null,
+    awakeSince: slot.awakeSince,
+    lastUsed: slot.lastUsed,
+    servedSinceWake: slot.servedSinceWake,
+    retryAt: slot.retryAt,
+    sleepMs: slot.sleepCost.value,
+    wakeMs: slot.wakeCost.value,
+    gapMs: slot.gaps.value,
+  };
 }

@@ -47,6 +47,26 @@ describe('faults', () => {
     assert.deepEqual(crashes(d.ledger()), []);
   });
 
+  test('a request waiting for a model whose process dies is served after a restart; only in-flight requests see an error', async () => {
+    const d = await start([{ name: 'a', env: { SGLANG_SIM_TOKEN_MS: '20' } }, { name: 'b' }]);
+    assert.equal((await d.chat('a', 1)).status, 200); // b, last booted, is put to sleep
+    const bPid = serverPid(d.ledger(), 'b');
+    // a is busy with a stream, so the request for b waits while b sleeps.
+    const busy = await d.post('/v1/chat/completions', {
+      model: 'a', stream: true, max_tokens: 30, messages: [{ role: 'user', content: 'long' }],
+    });
+    assert.equal(busy.status, 200);
+    const forB = d.chat('b', 2);
+    await d.waitLog(/request for b waits/);
+    process.kill(bPid, 'SIGKILL');
+    await d.waitLog(/model b: process .*SIGKILL/);
+    const answer = await forB;
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.body.choices?.[0]?.message?.content, expectedReply('b', 2));
+    assert.ok(sseData(await busy.text()).includes('[DONE]'), 'the stream on a was not touched');
+    assert.deepEqual(crashes(d.ledger()), []);
+  });
+
   test('a model that fails on every start is backed off and reported, not restarted in a loop', async () => {
     const d = await start([{ name: 'a' }, { name: 'bad', env: { SGLANG_SIM_EXIT_AT_START: '3' } }]);
     const h = await d.health();

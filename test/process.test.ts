@@ -1,6 +1,6 @@
 // Process supervision against the simulator: a model process that dies (while a request waits for
-// it, or while it is the awake model) fails its waiters at once and is restarted by the next
-// request, but not before every process of its old group is gone; shutdown leaves no process
+// it, or while it is the awake model) is shown failed and started again for its waiters or by
+// the next request, but not before every process of its old group is gone; shutdown leaves no process
 // behind (checked by pid, with and without `exec` in the launch script, by SIGTERM and SIGINT,
 // during bootstrap, and with a second signal); per-model log files with sanitized names; scripts
 // that exit at once or whose port is taken; and the listener answering during bootstrap.
@@ -96,26 +96,21 @@ describe('a model process killed while a request waits for it', () => {
     args: ['--model-switch-timeout-secs', '60', ...NO_ACTIVE_WINDOW],
   });
 
-  test('the waiting request gets a 503 at once; /health shows failed; the next request restarts it', async () => {
+  // Issue 11: the waiting request was sent nowhere, so it is served after a restart (it used to
+  // get the crash's 503); the crash still shows in /health and the log.
+  test('the waiting request is served by a restarted process; /health shows the failure meanwhile', async () => {
     assert.equal(d.state(await d.health(), 'b'), 'awake');
     const killedPid = currentServerPid(d, 'a');
     // A 2 s generation on b, so a request for a has to wait.
     const long = d.chat('b', 100);
     await d.waitLedger((e) => e.event === 'request' && e.model === 'b', 'b generating');
     const waits = d.waitLog(/request for a waits/);
-    const forA = d.post('/v1/chat/completions', { model: 'a', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] });
+    const forA = d.chat('a', 3);
     await waits;
 
+    const logged = d.waitLog(new RegExp(`model a: process killed by SIGKILL; its stderr is in ${escapeRe(stderrLogOf(d, 'a'))}`));
     process.kill(killedPid, 'SIGKILL');
-    // The 503 arrives while b is still generating: long before the 60 s switch timeout.
-    const first = await Promise.race([forA.then(() => 'a'), long.then(() => 'b')]);
-    assert.equal(first, 'a', 'the waiting request was answered before b finished its generation');
-    const err = await errorOf(await forA);
-    assert.equal(err.status, 503);
-    assert.equal(err.code, 'model_not_ready');
-    assert.match(err.message, new RegExp(`^model not ready: a killed by SIGKILL \\(see ${escapeRe(stderrLogOf(d, 'a'))}\\)$`));
-    assert.doesNotMatch(err.message, /timed out/);
-
+    await logged;
     const h = await d.health();
     assert.equal(stateOf(h, 'a'), 'failed');
     const lastError = (h.models.find((m) => m.id === 'a') as { last_error?: string }).last_error;
@@ -127,10 +122,9 @@ describe('a model process killed while a request waits for it', () => {
     assert.equal(bAnswer.status, 200);
     assert.equal(bAnswer.body.choices?.[0]?.message?.content, expectedReply('b', 100));
 
-    // The next request for a starts it again.
-    const again = await d.chat('a', 3);
-    assert.equal(again.status, 200, JSON.stringify(again.body));
-    assert.equal(again.body.choices?.[0]?.message?.content, expectedReply('a', 3));
+    const answer = await forA;
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.equal(answer.body.choices?.[0]?.message?.content, expectedReply('a', 3));
     assert.notEqual(currentServerPid(d, 'a'), killedPid, 'a new process serves a');
     const now = await d.health();
     assert.equal(stateOf(now, 'a'), 'awake');
