@@ -217,6 +217,7 @@ export class Scheduler {
     this.observer = {
       switched: (e) => outer.switched(e),
       processStarted: (model) => outer.processStarted(model),
+      stateChanged: (e) => outer.stateChanged?.(e),
       phase: (e) => {
         this.measured(e.model, e.phase, e.ok, e.ms);
         outer.phase(e);
