@@ -44,8 +44,25 @@ export function isLoopback(address: string | undefined): boolean {
 }
 
 /**
+ * Why a request that reached a loopback listener still comes from a web page of another site, or
+ * null. A page the user has open can send simple POSTs to 127.0.0.1 (its browser is a loopback
+ * client), and a host name rebound to 127.0.0.1 can even read the answers: browsers say where a
+ * request comes from (Sec-Fetch-Site, Origin), and a rebound name shows in Host.
+ */
+function fromAnotherSite(ctx: Koa.Context): string | null {
+  const fetchSite = ctx.get('sec-fetch-site');
+  if (fetchSite !== '' && fetchSite !== 'same-origin' && fetchSite !== 'none') return `Sec-Fetch-Site: ${fetchSite}`;
+  if (!isLoopback(ctx.hostname)) return `Host: ${ctx.host}`;
+  const origin = ctx.get('origin');
+  // Our own origin spelled out: Koa 3's ctx.origin is the Origin header itself.
+  if (origin !== '' && origin !== `${ctx.protocol}://${ctx.host}`) return `Origin: ${origin}`;
+  return null;
+}
+
+/**
  * Guards the control API (and /metrics): with an admin key, the key is required; without one,
- * only a daemon listening on a loopback address answers, and only to loopback peers.
+ * only a daemon listening on a loopback address answers, only to loopback peers, and not to a web
+ * page of another site.
  */
 export function requireAdmin(adminKey: string | null, listenHost: string): Koa.Middleware {
   if (adminKey !== null) return requireKey(adminKey, 'admin API key');
@@ -53,6 +70,8 @@ export function requireAdmin(adminKey: string | null, listenHost: string): Koa.M
   return (ctx, next) => {
     if (!loopbackListener) throw controlForbidden(`sglangmux listens on ${listenHost}, not on a loopback address`);
     if (!isLoopback(ctx.req.socket.remoteAddress)) throw controlForbidden('only loopback clients may use it without an admin key');
+    const site = fromAnotherSite(ctx);
+    if (site !== null) throw controlForbidden(`a request from another site (${site}) may not use it without an admin key`);
     return next();
   };
 }

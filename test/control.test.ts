@@ -4,6 +4,7 @@
 // --host 0.0.0.0 without one, the admin key right, wrong or missing.
 import assert from 'node:assert/strict';
 import { appendFileSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { describe, test } from 'node:test';
 import { isLoopback } from '../src/auth.js';
 import { Daemon, useDaemon } from './support/daemon.js';
@@ -206,6 +207,55 @@ describe('control API on --host 0.0.0.0', () => {
     } finally {
       await d.stop();
       d.cleanup();
+    }
+  });
+});
+
+/** A raw HTTP request, so that Host, Origin and Sec-Fetch-Site can be what a browser would send. */
+function rawRequest(d: Daemon, method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${d.url}${path}`, { method, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('control API without an admin key: only the loopback host itself, not a web page of another site', () => {
+  let d: Daemon;
+  useDaemon((started) => (d = started), { models: [{ name: 'm' }] });
+
+  test('a request from another site (Origin, Sec-Fetch-Site) or through a rebound host name gets 403 and changes nothing', async () => {
+    const port = new URL(d.url).port;
+    const refused: Record<string, string>[] = [
+      { origin: 'http://evil.example' },
+      { origin: `http://evil.example:${port}` },
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+      { host: `rebound.example:${port}` },
+    ];
+    for (const headers of refused) {
+      const res = await rawRequest(d, 'POST', '/admin/models/m/sleep', headers);
+      assert.equal(res.status, 403, JSON.stringify(headers));
+      assert.match(res.body, /another site/, JSON.stringify(headers));
+      assert.equal((await rawRequest(d, 'GET', '/admin/models', headers)).status, 403, JSON.stringify(headers));
+    }
+    assert.equal(d.state(await d.health(), 'm'), 'awake'); // none of the refused sleeps happened
+  });
+
+  test('curl-style requests and the dashboard (same origin) are let through', async () => {
+    const allowed: Record<string, string>[] = [
+      {},
+      { 'sec-fetch-site': 'same-origin', origin: d.url },
+      { 'sec-fetch-site': 'none' },
+      { host: `localhost:${new URL(d.url).port}` },
+    ];
+    for (const headers of allowed) {
+      assert.equal((await rawRequest(d, 'GET', '/admin/models', headers)).status, 200, JSON.stringify(headers));
     }
   });
 });
