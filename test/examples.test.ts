@@ -190,7 +190,8 @@ describe('npm run demo (scripts/demo.sh), then Ctrl+C', () => {
       assert.deepEqual(snapshot(examples), examplesBefore, 'the demo wrote into examples/');
       assert.equal(status(), before, 'the demo changed the checkout');
     } finally {
-      if (proc.exitCode === null && proc.signalCode === null) process.kill(-proc.pid!, 'SIGKILL');
+      // SIGTERM, not SIGKILL: the daemon then stops the model servers in their own groups.
+      if (proc.exitCode === null && proc.signalCode === null) process.kill(-proc.pid!, 'SIGTERM');
       await d.exited;
       rmSync(dir, { recursive: true, force: true });
     }
