@@ -3,7 +3,7 @@ import type { Sim } from './context.js';
 import { continueGeneration, pauseGeneration, release, resume, updateWeightsFromDisk } from './control.js';
 import type { Call, Route } from './http.js';
 import { flushCache, health, modelInfo, models } from './info.js';
-import { chatCompletions, completions, nativeGenerate } from './openai.js';
+import { chatCompletions, completions, embeddings, nativeGenerate } from './openai.js';
 
 export function routes(sim: Sim): Route[] {
   const r = (path: string, methods: string[], fn: (sim: Sim, call: Call) => Promise<void> | void): Route => ({
@@ -25,6 +25,7 @@ export function routes(sim: Sim): Route[] {
     r('/continue_generation', ['POST'], continueGeneration),
     r('/v1/chat/completions', ['POST'], chatCompletions),
     r('/v1/completions', ['POST'], completions),
+    r('/v1/embeddings', ['POST'], embeddings),
     r('/generate', ['POST'], nativeGenerate),
   ];
 }
