@@ -62,6 +62,16 @@ after(() => {
 const uvEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv =>
   cleanEnv({ UV_CACHE_DIR: join(scratch(), 'uv-cache'), UV_TOOL_DIR: join(scratch(), 'uv-tools'), UV_PYTHON: PYTHON, ...extra });
 
+/** A fresh `uv venv` named `name` with `requirement` installed by `uv pip install` from the built
+ * wheels and the wheelhouse, by name as from an index. Returns the venv. */
+async function uvInstall(tl: Tools, b: Built, requirement: string, name: string): Promise<string> {
+  const venv = join(scratch(), name);
+  ok(await run(tl.uv, ['venv', '-q', '--python', PYTHON, venv], { env: uvEnv() }), 'uv venv');
+  const from = ['--no-index', '--find-links', b.dir, '--find-links', tl.wheelhouse];
+  ok(await run(tl.uv, ['pip', 'install', '-q', '--python', join(venv, 'bin', 'python'), ...from, requirement], { env: uvEnv() }), `uv pip install ${requirement}`);
+  return venv;
+}
+
 /** A PATH without node: one directory with links to every command on this PATH but Node's
  * (node, nodejs, npm, npx, corepack), as on a machine that never had Node installed. */
 function pathWithoutNode(): string {
@@ -105,10 +115,7 @@ describe('installed as users install it (uv, pipx, current hatchling and twine, 
     const tl = tools(t);
     if (!tl) return;
     const b = await built(tl);
-    const venv = join(tmp, 'uv-venv');
-    ok(await run(tl.uv, ['venv', '-q', '--python', PYTHON, venv], { env: uvEnv() }), 'uv venv');
-    ok(await run(tl.uv, ['pip', 'install', '-q', '--python', join(venv, 'bin', 'python'), '--no-index', '--find-links', b.dir, 'sglangmux'], { env: uvEnv() }), 'uv pip install sglangmux');
-    const sglangmux = join(venv, 'bin', 'sglangmux');
+    const sglangmux = join(await uvInstall(tl, b, 'sglangmux', 'uv-venv'), 'bin', 'sglangmux');
     const help = ok(await run(sglangmux, ['--help'], { env: cleanEnv() }), 'sglangmux --help');
     assert.match(help.stdout + help.stderr, /usage/i);
     assert.equal(ok(await run(sglangmux, ['--version'], { env: cleanEnv() }), 'sglangmux --version').stdout.trim(), VERSION);
@@ -119,9 +126,7 @@ describe('installed as users install it (uv, pipx, current hatchling and twine, 
     const tl = tools(t);
     if (!tl) return;
     const b = await built(tl);
-    const venv = join(tmp, 'uv-nodejs');
-    ok(await run(tl.uv, ['venv', '-q', '--python', PYTHON, venv], { env: uvEnv() }), 'uv venv');
-    ok(await run(tl.uv, ['pip', 'install', '-q', '--python', join(venv, 'bin', 'python'), '--no-index', '--find-links', b.dir, '--find-links', tl.wheelhouse, 'sglangmux[nodejs]'], { env: uvEnv() }), 'uv pip install sglangmux[nodejs]');
+    const venv = await uvInstall(tl, b, 'sglangmux[nodejs]', 'uv-nodejs');
     const sglangmux = join(venv, 'bin', 'sglangmux');
     const node = wheelNode(venv);
     const noNode = cleanEnv({ PATH: pathWithoutNode(), SGLANGMUX_LAUNCHER_VERBOSE: '1' });
