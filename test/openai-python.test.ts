@@ -5,6 +5,7 @@
 // or raised; the assertions are here.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
@@ -77,6 +78,29 @@ describe('the Python openai SDK', () => {
     assert.ok(o?.error, `the SDK did not raise: ${JSON.stringify(o?.result)}`);
     return o.error;
   };
+
+  test('bodies as HTTP client libraries send them: charset in Content-Type, gzip-encoded, chunked; the SDK\'s extra headers', async (t) => {
+    const body = JSON.stringify({ model: 'beta', max_tokens: 2, messages: [{ role: 'user', content: 'héllo ✓' }] });
+    const auth = { authorization: `Bearer ${API_KEY}` };
+    const variants: [string, RequestInit][] = [
+      ['charset', { headers: { ...auth, 'content-type': 'application/json; charset=utf-8' }, body }],
+      ['upper case', { headers: { ...auth, 'content-type': 'Application/JSON;charset=UTF-8' }, body }],
+      ['gzip', { headers: { ...auth, 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(body) }],
+      ['chunked', { headers: { ...auth, 'content-type': 'application/json' }, body: new Blob([body]).stream(), duplex: 'half' } as RequestInit],
+    ];
+    for (const [what, init] of variants) {
+      const res = await fetch(`${d.url}/v1/chat/completions`, { method: 'POST', ...init });
+      const text = await res.text();
+      assert.equal(res.status, 200, `${what}: ${text}`);
+      assert.equal((JSON.parse(text) as Chat).choices[0]?.message.content, expectedReply('beta', 2), what);
+    }
+    const out = await sdk(t, [{
+      op: 'chat.completions.create',
+      args: { model: 'beta', max_tokens: 2, messages: msg, extra_headers: { 'Content-Type': 'application/json; charset=utf-8', 'X-Trace': 'abc' } },
+    }]);
+    if (out === null) return;
+    assert.equal(result<Chat>(out[0]).choices[0]?.message.content, expectedReply('beta', 2));
+  });
 
   test('chat (a switch), streamed chat (a switch back), completions plain and streamed, embeddings', async (t) => {
     const out = await sdk(t, [
