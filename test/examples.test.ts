@@ -1,9 +1,11 @@
 // The example scripts of examples/sglangmux-manual/ run unchanged against the simulator: the start
 // script (using this checkout's bundle, as no `sglangmux` command is on PATH), the three request
-// scripts, the per-model logs, and a clean stop. The scripts fix their ports: 30100, 30001, 30002.
+// scripts, the per-model logs, and a clean stop. Then the demo (`npm run demo`, the README's first
+// command) and Ctrl+C: it leaves nothing in the checkout. The scripts fix their ports: 30100,
+// 30001, 30002.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -42,6 +44,13 @@ function pathWithoutSglangmux(bin: string): string {
   return [bin, ...kept].join(delimiter);
 }
 
+/** Every file and directory under `dir` with its modification time: what a run must leave alone. */
+function snapshot(dir: string): Record<string, number> {
+  const seen: Record<string, number> = {};
+  for (const name of readdirSync(dir, { recursive: true }) as string[]) seen[name] = statSync(join(dir, name)).mtimeMs;
+  return seen;
+}
+
 async function assertPortFree(port: number): Promise<void> {
   const srv = createServer();
   await new Promise<void>((resolve, reject) => {
@@ -64,8 +73,10 @@ describe('examples/sglangmux-manual', () => {
   let dir: string;
   let d: Daemon;
   let env: NodeJS.ProcessEnv;
+  let examplesBefore: Record<string, number>;
   before(async () => {
     for (const port of PORTS) await assertPortFree(port);
+    examplesBefore = snapshot(examples);
     dir = mkdtempSync(join(tmpdir(), 'sglangmux-examples-'));
     env = {
       ...baseEnv(),
@@ -134,7 +145,8 @@ describe('examples/sglangmux-manual', () => {
       'Qwen_Qwen3-0_6B_30001.stdout.log',
     ]);
     assert.match(readFileSync(join(logs, 'Qwen_Qwen3-0_6B_30001.stdout.log'), 'utf8'), /The server is fired up and ready to roll!/);
-    assert.ok(!existsSync(join(examples, 'sglangmux-logs')), 'LOG_DIR was used');
+    // Compared with what was there before, so that an earlier run's leftovers do not count.
+    assert.deepEqual(snapshot(examples), examplesBefore, 'LOG_DIR was used: files appeared or changed in the examples directory');
   });
 
   test('SIGTERM stops everything, exit 0', async () => {
@@ -146,5 +158,43 @@ describe('examples/sglangmux-manual', () => {
       assert.throws(() => process.kill(pid, 0), (err: NodeJS.ErrnoException) => err.code === 'ESRCH', `server ${pid} gone`);
     }
     assert.deepEqual(crashes(d.ledger()), []);
+  });
+});
+
+describe('npm run demo (scripts/demo.sh), then Ctrl+C', () => {
+  test('serves the example models, stops on SIGINT, and leaves nothing in the checkout', async () => {
+    for (const port of PORTS) await assertPortFree(port);
+    const dir = mkdtempSync(join(tmpdir(), 'sglangmux-demo-'));
+    const status = (): string => {
+      // Untracked and ignored files, a new directory as one line (examples/ is compared file by file).
+      const r = spawnSync('git', ['status', '--porcelain', '--ignored'], { cwd: repoRoot, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+      assert.equal(r.status, 0, `git status: ${r.error?.message ?? r.stderr}`);
+      return r.stdout;
+    };
+    const before = status();
+    const examplesBefore = snapshot(examples);
+    // As from a terminal: the demo in its own process group, Ctrl+C sends SIGINT to the group.
+    const env: NodeJS.ProcessEnv = { ...baseEnv(), ...FAST_SIM, PATH: pathWithoutSglangmux(join(dir, 'bin')), TMPDIR: dir };
+    delete env.LOG_DIR;
+    const proc = spawn('bash', [join(repoRoot, 'scripts', 'demo.sh')], { cwd: repoRoot, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const d = Daemon.attach(proc, { dir, port: 30100 });
+    try {
+      await d.waitLog(/bootstrap done: 2 of 2 models started/, 30_000, true);
+      const logLine = /Per-model logs: (\S+)/.exec(d.output);
+      assert.ok(logLine, d.output);
+      const { stdout } = await run('bash', [join(examples, 'request_qwen.sh')], { env });
+      assert.equal((JSON.parse(stdout) as { choices: { message: { content: string } }[] }).choices[0]?.message.content, expectedReply(QWEN, 32));
+      process.kill(-proc.pid!, 'SIGINT');
+      assert.deepEqual(await d.exited, { code: 0, signal: null }, d.output);
+      assert.ok(logLine[1]!.startsWith(dir), `the demo's logs are in the temporary directory: ${logLine[1]}`);
+      assert.ok(readdirSync(logLine[1]!).includes('Qwen_Qwen3-0_6B_30001.stdout.log'), logLine[1]);
+      assert.deepEqual(snapshot(examples), examplesBefore, 'the demo wrote into examples/');
+      assert.equal(status(), before, 'the demo changed the checkout');
+    } finally {
+      // SIGTERM, not SIGKILL: the daemon then stops the model servers in their own groups.
+      if (proc.exitCode === null && proc.signalCode === null) process.kill(-proc.pid!, 'SIGTERM');
+      await d.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

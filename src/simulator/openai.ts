@@ -1,9 +1,10 @@
-// OpenAI-compatible /v1/chat/completions and /v1/completions, plus native /generate, in
-// SGLang's response shapes (non-stream JSON and SSE streams).
+// OpenAI-compatible /v1/chat/completions, /v1/completions and /v1/embeddings, plus native
+// /generate, in SGLang's response shapes (non-stream JSON and SSE streams).
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Sim } from './context.js';
 import { generate, promptTokens, tokenBudget } from './generation.js';
+import { embeddingOf } from './reply.js';
 import { jsonBody, sendError, sendEvent, sendJson, startStream, type Call } from './http.js';
 
 type Body = Record<string, unknown>;
@@ -126,6 +127,32 @@ export async function completions(sim: Sim, call: Call): Promise<void> {
   const prompt = body['prompt'];
   if (prompt === undefined || prompt === null) return sendError(call.res, 400, missing('prompt'));
   await openaiGenerate(sim, call, COMPLETION, body, Math.max(1, promptTokens(prompt)));
+}
+
+/** /v1/embeddings: `input` a string, a list of strings, or token ids (one list or a list of
+ * lists); one forward pass, so it runs like a 1-token generation (pause gate, hazard 2). */
+export async function embeddings(sim: Sim, call: Call): Promise<void> {
+  const body = objectBody(call);
+  if (body === null) return;
+  const input = body['input'];
+  if (input === undefined || input === null) return sendError(call.res, 400, missing('input'));
+  const items: unknown[] = Array.isArray(input) && input.length > 0 && typeof input[0] !== 'number' ? input : [input];
+  const format = body['encoding_format'] ?? 'float';
+  if (format !== 'float' && format !== 'base64') return sendError(call.res, 400, `encoding_format must be 'float' or 'base64'`);
+  const outcome = await generate(sim, call, 1, () => undefined);
+  if (outcome === null) return;
+  const data = items.map((item, index) => {
+    const vector = embeddingOf(sim.args.servedName, typeof item === 'string' ? item : JSON.stringify(item));
+    const embedding = format === 'float' ? vector : Buffer.from(new Float32Array(vector).buffer).toString('base64');
+    return { object: 'embedding', embedding, index };
+  });
+  const prompt = Math.max(1, promptTokens(input));
+  sendJson(call.res, 200, {
+    object: 'list',
+    data,
+    model: typeof body['model'] === 'string' ? body['model'] : sim.args.servedName,
+    usage: { prompt_tokens: prompt, total_tokens: prompt, completion_tokens: 0, prompt_tokens_details: null },
+  });
 }
 
 /** Native /generate: {"text"|"input_ids", "sampling_params": {"max_new_tokens"}, "stream"}. */

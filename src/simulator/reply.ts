@@ -1,5 +1,6 @@
 // The deterministic "model output". Tests compare answers against expectedReply() to prove a
 // request reached the right model and that the model's weights were intact.
+import { createHash } from 'node:crypto';
 
 /** Token i (1-based) of a correct generation by the model served as `servedName`. */
 export function replyToken(servedName: string, i: number): string {
@@ -20,4 +21,12 @@ export function expectedReply(servedName: string, n: number): string {
 /** True when the text came from discarded weights. */
 export function isGarbage(text: string): boolean {
   return text.includes('\ufffd');
+}
+
+const EMBEDDING_DIMS = 8;
+
+/** A fixed, checkable vector for one input: the same for the same served name and input. */
+export function embeddingOf(servedName: string, input: string): number[] {
+  const digest = createHash('sha256').update(`${servedName}\n${input}`).digest();
+  return Array.from({ length: EMBEDDING_DIMS }, (_, i) => (digest[i]! - 128) / 128);
 }

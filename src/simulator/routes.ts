@@ -3,7 +3,7 @@ import type { Sim } from './context.js';
 import { continueGeneration, pauseGeneration, release, resume, updateWeightsFromDisk, weightsChecker } from './control.js';
 import type { Call, Route } from './http.js';
 import { flushCache, health, loads, modelInfo, models, serverInfo } from './info.js';
-import { chatCompletions, completions, nativeGenerate } from './openai.js';
+import { chatCompletions, completions, embeddings, nativeGenerate } from './openai.js';
 
 export function routes(sim: Sim): Route[] {
   const r = (path: string, methods: string[], fn: (sim: Sim, call: Call) => Promise<void> | void, admin = false): Route => ({
@@ -34,6 +34,7 @@ export function routes(sim: Sim): Route[] {
     ...pause,
     r('/v1/chat/completions', ['POST'], chatCompletions),
     r('/v1/completions', ['POST'], completions),
+    r('/v1/embeddings', ['POST'], embeddings),
     r('/generate', ['POST'], nativeGenerate),
   ];
 }

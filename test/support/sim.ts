@@ -6,7 +6,7 @@ import type { LedgerEvent, LedgerEventKind } from '../../src/simulator/events.js
 import { readEvents } from '../../src/simulator/ledger.js';
 
 export type { LedgerEvent, LedgerEventKind } from '../../src/simulator/events.js';
-export { expectedReply, isGarbage } from '../../src/simulator/reply.js';
+export { embeddingOf, expectedReply, isGarbage } from '../../src/simulator/reply.js';
 
 const handedOut = new Set<number>();
 
