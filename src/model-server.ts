@@ -1,7 +1,7 @@
-// The HTTP client for one SGLang server: readiness, the sleep/wake control calls, and the
-// upstream stream a user's request is forwarded on. Every call has a timeout.
+// The HTTP client for one SGLang server: readiness and the sleep/wake control calls, each with a
+// timeout. Users' requests are forwarded on the same connection pool by src/upstream.ts.
 import { Agent } from 'node:http';
-import got, { type Got, type Request } from 'got';
+import got, { type Got } from 'got';
 import type { ModelSpec } from './launch-script.js';
 
 /** uvicorn closes idle keep-alive connections at 5 s; drop ours earlier so none is reused dead. */
@@ -9,16 +9,9 @@ export const FREE_SOCKET_TIMEOUT_MS = 4000;
 
 const PROBE_TIMEOUT_MS = 2000;
 
-export interface ForwardOptions {
-  readonly body: Buffer;
-  readonly signal: AbortSignal;
-  /** Streams are bounded per gap between bytes; whole answers are bounded in total. */
-  readonly stream: boolean;
-  readonly timeoutMs: number;
-}
-
 export class ModelServer {
-  private readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
+  /** Shared with the data plane (src/upstream.ts). */
+  readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
   private readonly http: Got;
 
   constructor(readonly spec: ModelSpec) {
@@ -77,18 +70,6 @@ export class ModelServer {
     if (res.statusCode !== 200) {
       throw new Error(`/${route} answered ${res.statusCode}: ${res.body.slice(0, 200)}`);
     }
-  }
-
-  /** Starts forwarding a request; the caller reads the response from the returned stream. */
-  forward(path: string, opts: ForwardOptions): Request {
-    return this.http.stream.post(path.replace(/^\//, ''), {
-      body: opts.body,
-      headers: { 'content-type': 'application/json' },
-      signal: opts.signal,
-      timeout: opts.stream
-        ? { response: opts.timeoutMs, socket: opts.timeoutMs }
-        : { request: opts.timeoutMs },
-    });
   }
 
   close(): void {
