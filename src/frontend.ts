@@ -12,6 +12,8 @@ import { inferenceHandler } from './proxy.js';
 import type { ModelState, Scheduler } from './scheduler.js';
 
 export const BODY_LIMIT = '32mb';
+/** The same limit in bytes, for koa-body: a string would be parsed again on every request. */
+const BODY_LIMIT_BYTES = 32 * 1024 * 1024;
 
 export interface FrontendOptions {
   readonly upstreamTimeoutMs: number;
@@ -61,7 +63,7 @@ const errorShape: Koa.Middleware = async (ctx, next) => {
 const parseJson = koaBody({
   json: true,
   jsonStrict: false,
-  jsonLimit: BODY_LIMIT,
+  jsonLimit: BODY_LIMIT_BYTES,
   urlencoded: false,
   text: false,
   multipart: false,
@@ -75,13 +77,16 @@ const parseJson = koaBody({
   },
 });
 
-const jsonBody: Koa.Middleware = async (ctx, next) => {
+const jsonBody: Koa.Middleware = (ctx, next) => {
   if (!ctx.is('application/json')) ctx.req.headers['content-type'] = 'application/json';
-  await parseJson(ctx, next);
+  return parseJson(ctx, next);
 };
 
 export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
   const app = new Koa();
+  // The inference route has a router of its own, ahead of the other routes: the request that
+  // comes thousands of times a second is matched against one pattern, not against every route.
+  const inferenceRouter = new Router();
   const router = new Router();
   const created = Math.floor(Date.now() / 1000);
   const inference = requireKey(opts.apiKey, 'API key');
@@ -98,6 +103,9 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
     ctx.body = { object: 'list', data: scheduler.status().models.map(modelObject) };
   });
 
+  // Every POST /v1/* naming a configured model goes to the same path on that model's server.
+  inferenceRouter.post('/v1/*path', inference, jsonBody, inferenceHandler(scheduler, opts));
+
   router.get('/v1/models/*id', inference, (ctx) => {
     const id = String(ctx.params.id);
     const model = scheduler.status().models.find((m) => m.id === id);
@@ -105,8 +113,6 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
     ctx.body = modelObject(model);
   });
 
-  // Every POST /v1/* naming a configured model goes to the same path on that model's server.
-  router.post('/v1/*path', inference, jsonBody, inferenceHandler(scheduler, opts));
 
   router.get('/metrics', admin, async (ctx) => {
     const { contentType, text } = await opts.metrics.render();
@@ -118,6 +124,7 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
 
   app.use(errorShape);
   if (opts.corsOrigins.length > 0) app.use(cors(opts.corsOrigins));
+  app.use(inferenceRouter.routes());
   app.use(router.routes());
   app.use((ctx) => {
     throw routeNotFound(ctx.method, ctx.path);

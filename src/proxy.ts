@@ -9,6 +9,7 @@
 // upstream call, a non-stream upstream answer) becomes a final `data: {"error":…}` event.
 import type { IncomingMessage } from 'node:http';
 import type Koa from 'koa';
+import { chunkWriter } from './chunk-writer.js';
 import {
   ApiError, invalidUpstreamResponse, logApiError, missingModel, modelNotFound, upstreamTimeout, upstreamUnreachable,
 } from './errors.js';
@@ -251,6 +252,7 @@ type StreamEnd = 'done' | 'client left' | ApiError;
  */
 function relay(call: Call, upstream: IncomingMessage): Promise<StreamEnd> {
   const res = call.ctx.res;
+  const out = chunkWriter(res);
   return new Promise((resolve) => {
     if (call.signal.aborted) return resolve('client left');
     const resume = (): void => {
@@ -258,15 +260,15 @@ function relay(call: Call, upstream: IncomingMessage): Promise<StreamEnd> {
     };
     const clientLeft = (): void => finish('client left');
     const finish = (end: StreamEnd): void => {
-      res.off('drain', resume);
+      out.drains.off('drain', resume);
       call.signal.removeEventListener('abort', clientLeft);
       resolve(end);
     };
-    res.on('drain', resume);
+    out.drains.on('drain', resume);
     call.signal.addEventListener('abort', clientLeft);
     upstream.on('data', (chunk: Buffer) => {
       firstByte(call);
-      if (!res.write(chunk)) upstream.pause();
+      if (!out.write(chunk)) upstream.pause();
     });
     upstream.once('end', () => {
       res.end();
