@@ -2,7 +2,6 @@
 // in the OpenAI error shape, each logged once.
 import Router from '@koa/router';
 import Koa from 'koa';
-import { koaBody } from 'koa-body';
 import { cors, requireAdmin, requireKey } from './auth.js';
 import { addControlRoutes } from './control.js';
 import { ApiError, bodyTooLarge, invalidJson, logApiError, modelNotFound, routeNotFound } from './errors.js';
@@ -59,27 +58,39 @@ const errorShape: Koa.Middleware = async (ctx, next) => {
 };
 
 /** Parses JSON whatever the Content-Type says (`curl -d` sends form encoding), within the limit. */
-// Built once: koa-body validates its options (with zod) each time it is constructed.
-const parseJson = koaBody({
-  json: true,
-  jsonStrict: false,
-  jsonLimit: BODY_LIMIT_BYTES,
-  urlencoded: false,
-  text: false,
-  multipart: false,
-  includeUnparsed: true,
-  onError: (err, ctx) => {
-    const status = (err as Error & { status?: number }).status;
-    // Read off and drop the rest of the body (a chunked body is left half-read at the limit):
-    // otherwise the client's next request on this keep-alive connection waits behind it.
-    ctx.req.resume();
-    throw status === 413 ? bodyTooLarge(BODY_LIMIT) : invalidJson(err.message);
-  },
-});
+let parseJson: Koa.Middleware | null = null;
+let loadingParser: Promise<Koa.Middleware> | null = null;
+
+/**
+ * Loads koa-body and builds the parser, once. koa-body brings zod (it validates its options) and
+ * formidable: a quarter of the CPU the daemon spends before it listens, and nothing /health
+ * needs. main() calls this as soon as the daemon listens; an inference request that comes
+ * before it is done waits for it.
+ */
+export function loadBodyParser(): Promise<Koa.Middleware> {
+  loadingParser ??= import('koa-body').then(({ koaBody }) => (parseJson = koaBody({
+    json: true,
+    jsonStrict: false,
+    jsonLimit: BODY_LIMIT_BYTES,
+    urlencoded: false,
+    text: false,
+    multipart: false,
+    includeUnparsed: true,
+    onError: (err, ctx) => {
+      const status = (err as Error & { status?: number }).status;
+      // Read off and drop the rest of the body (a chunked body is left half-read at the limit):
+      // otherwise the client's next request on this keep-alive connection waits behind it.
+      ctx.req.resume();
+      throw status === 413 ? bodyTooLarge(BODY_LIMIT) : invalidJson(err.message);
+    },
+  })));
+  return loadingParser;
+}
 
 const jsonBody: Koa.Middleware = (ctx, next) => {
   if (!ctx.is('application/json')) ctx.req.headers['content-type'] = 'application/json';
-  return parseJson(ctx, next);
+  if (parseJson) return parseJson(ctx, next);
+  return loadBodyParser().then((parse) => parse(ctx, next));
 };
 
 export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
