@@ -62,12 +62,12 @@ let parseJson: Koa.Middleware | null = null;
 let loadingParser: Promise<Koa.Middleware> | null = null;
 
 /**
- * Loads koa-body and builds the parser, once. koa-body brings zod (it validates its options) and
- * formidable: a quarter of the CPU the daemon spends before it listens, and nothing /health
- * needs. main() calls this as soon as the daemon listens; an inference request that comes
- * before it is done waits for it.
+ * Loads koa-body and builds the parser, once, for the first request with a body. koa-body brings
+ * zod (it validates its options) and formidable: a quarter of the CPU the daemon spent before it
+ * could answer /health, which needs none of it. Loaded then, it delays that one request (by
+ * about as much as it delayed the start), which comes after a model is up anyway.
  */
-export function loadBodyParser(): Promise<Koa.Middleware> {
+function loadBodyParser(): Promise<Koa.Middleware> {
   loadingParser ??= import('koa-body').then(({ koaBody }) => (parseJson = koaBody({
     json: true,
     jsonStrict: false,

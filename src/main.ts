@@ -2,7 +2,7 @@
 // answers during bootstrap), start the models one at a time, and stop everything on a signal.
 import { resolve } from 'node:path';
 import { exitWithUsageError, parseArgs, UsageError, type Options } from './cli.js';
-import { createApp, loadBodyParser } from './frontend.js';
+import { createApp } from './frontend.js';
 import { loadLaunchScripts, ScriptError, type ModelSpec } from './launch-script.js';
 import { log } from './log.js';
 import { Metrics } from './metrics.js';
@@ -93,8 +93,6 @@ async function main(): Promise<void> {
     void scheduler.shutdown().finally(() => process.exit(1));
   });
   await new Promise<void>((r) => server.once('listening', r));
-  // What only requests need is loaded once /health answers (start time).
-  void loadBodyParser();
   log.info(`sglangmux ${VERSION} listening on http://${opts.host}:${opts.listenPort} for ${specs.map((s) => s.name).join(', ')}`);
 
   let stopping = false;

@@ -1,7 +1,7 @@
 // The HTTP client for one SGLang server: readiness and the sleep/wake control calls, each with a
 // timeout. Users' requests are forwarded on the same connection pool by src/upstream.ts.
 import { Agent } from 'node:http';
-import type { Got } from 'got';
+import got, { type Got } from 'got';
 import type { ModelSpec } from './launch-script.js';
 
 /** uvicorn closes idle keep-alive connections at 5 s; drop ours earlier so none is reused dead. */
@@ -12,19 +12,16 @@ const PROBE_TIMEOUT_MS = 2000;
 export class ModelServer {
   /** Shared with the data plane (src/upstream.ts). */
   readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
-  private client: Promise<Got> | null = null;
+  private readonly http: Got;
 
-  constructor(readonly spec: ModelSpec) {}
-
-  /** got, loaded with the first control call: after the daemon listens, never on a user's request. */
-  private get http(): Promise<Got> {
-    return this.client ??= import('got').then(({ default: got }) => got.extend({
-      prefixUrl: `http://127.0.0.1:${this.spec.port}`,
+  constructor(readonly spec: ModelSpec) {
+    this.http = got.extend({
+      prefixUrl: `http://127.0.0.1:${spec.port}`,
       agent: { http: this.agent },
       retry: { limit: 0 },
       throwHttpErrors: false,
-      headers: this.spec.apiKey ? { authorization: `Bearer ${this.spec.apiKey}` } : {},
-    }));
+      headers: spec.apiKey ? { authorization: `Bearer ${spec.apiKey}` } : {},
+    });
   }
 
   get address(): string {
@@ -33,14 +30,14 @@ export class ModelServer {
 
   /** GET /health. Runs a forward pass on the GPU: only for a server that holds its memory. */
   async healthStatus(): Promise<number> {
-    const res = await (await this.http).get('health', { timeout: { request: PROBE_TIMEOUT_MS } });
+    const res = await this.http.get('health', { timeout: { request: PROBE_TIMEOUT_MS } });
     return res.statusCode;
   }
 
   /** The server's own model path, from the probe that never touches the GPU. */
   async modelPath(): Promise<string | null> {
     for (const route of ['get_model_info', 'model_info']) {
-      const res = await (await this.http).get(route, { timeout: { request: PROBE_TIMEOUT_MS } });
+      const res = await this.http.get(route, { timeout: { request: PROBE_TIMEOUT_MS } });
       if (res.statusCode !== 200) continue;
       const info = JSON.parse(res.body) as { model_path?: unknown };
       return typeof info.model_path === 'string' ? info.model_path : null;
@@ -50,7 +47,7 @@ export class ModelServer {
 
   /** True when /flush_cache succeeded, i.e. nothing is running or waiting inside the server. */
   async isIdle(timeoutMs: number): Promise<boolean> {
-    const res = await (await this.http).post('flush_cache', { timeout: { request: timeoutMs } });
+    const res = await this.http.post('flush_cache', { timeout: { request: timeoutMs } });
     if (res.statusCode === 200) return true;
     if (res.statusCode === 400) return false;
     throw new Error(`/flush_cache answered ${res.statusCode}`);
@@ -69,7 +66,7 @@ export class ModelServer {
   }
 
   private async control(route: string, body: object, timeoutMs: number): Promise<void> {
-    const res = await (await this.http).post(route, { json: body, timeout: { request: timeoutMs } });
+    const res = await this.http.post(route, { json: body, timeout: { request: timeoutMs } });
     if (res.statusCode !== 200) {
       throw new Error(`/${route} answered ${res.statusCode}: ${res.body.slice(0, 200)}`);
     }
