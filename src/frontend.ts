@@ -2,7 +2,6 @@
 // in the OpenAI error shape, each logged once.
 import Router from '@koa/router';
 import Koa from 'koa';
-import { koaBody } from 'koa-body';
 import { cors, requireAdmin, requireAdminPage, requireKey } from './auth.js';
 import { addControlRoutes } from './control.js';
 import { addDashboardRoutes } from './dashboard.js';
@@ -14,6 +13,8 @@ import { inferenceHandler } from './proxy.js';
 import type { ModelState, Scheduler } from './scheduler.js';
 
 export const BODY_LIMIT = '32mb';
+/** The same limit in bytes, for koa-body: a string would be parsed again on every request. */
+const BODY_LIMIT_BYTES = 32 * 1024 * 1024;
 
 export interface FrontendOptions {
   readonly upstreamTimeoutMs: number;
@@ -62,31 +63,46 @@ const errorShape: Koa.Middleware = async (ctx, next) => {
 };
 
 /** Parses JSON whatever the Content-Type says (`curl -d` sends form encoding), within the limit. */
-// Built once: koa-body validates its options (with zod) each time it is constructed.
-const parseJson = koaBody({
-  json: true,
-  jsonStrict: false,
-  jsonLimit: BODY_LIMIT,
-  urlencoded: false,
-  text: false,
-  multipart: false,
-  includeUnparsed: true,
-  onError: (err, ctx) => {
-    const status = (err as Error & { status?: number }).status;
-    // Read off and drop the rest of the body (a chunked body is left half-read at the limit):
-    // otherwise the client's next request on this keep-alive connection waits behind it.
-    ctx.req.resume();
-    throw status === 413 ? bodyTooLarge(BODY_LIMIT) : invalidJson(err.message);
-  },
-});
+let parseJson: Koa.Middleware | null = null;
+let loadingParser: Promise<Koa.Middleware> | null = null;
 
-const jsonBody: Koa.Middleware = async (ctx, next) => {
+/**
+ * Loads koa-body and builds the parser, once, for the first request with a body. koa-body brings
+ * zod (it validates its options) and formidable: a quarter of the CPU the daemon spent before it
+ * could answer /health, which needs none of it. Loaded then, it delays that one request (by
+ * about as much as it delayed the start), which comes after a model is up anyway.
+ */
+function loadBodyParser(): Promise<Koa.Middleware> {
+  loadingParser ??= import('koa-body').then(({ koaBody }) => (parseJson = koaBody({
+    json: true,
+    jsonStrict: false,
+    jsonLimit: BODY_LIMIT_BYTES,
+    urlencoded: false,
+    text: false,
+    multipart: false,
+    includeUnparsed: true,
+    onError: (err, ctx) => {
+      const status = (err as Error & { status?: number }).status;
+      // Read off and drop the rest of the body (a chunked body is left half-read at the limit):
+      // otherwise the client's next request on this keep-alive connection waits behind it.
+      ctx.req.resume();
+      throw status === 413 ? bodyTooLarge(BODY_LIMIT) : invalidJson(err.message);
+    },
+  })));
+  return loadingParser;
+}
+
+const jsonBody: Koa.Middleware = (ctx, next) => {
   if (!ctx.is('application/json')) ctx.req.headers['content-type'] = 'application/json';
-  await parseJson(ctx, next);
+  if (parseJson) return parseJson(ctx, next);
+  return loadBodyParser().then((parse) => parse(ctx, next));
 };
 
 export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
   const app = new Koa();
+  // The inference route has a router of its own, ahead of the other routes: the request that
+  // comes thousands of times a second is matched against one pattern, not against every route.
+  const inferenceRouter = new Router();
   const router = new Router();
   const created = Math.floor(Date.now() / 1000);
   const inference = requireKey(opts.apiKey, 'API key');
@@ -103,16 +119,16 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
     ctx.body = { object: 'list', data: scheduler.status().models.map(modelObject) };
   });
 
+  // Every POST /v1/* naming a configured model goes to the same path on that model's server.
+  const requests = requestReports(opts.metrics, opts.events);
+  inferenceRouter.post('/v1/*path', inference, jsonBody, inferenceHandler(scheduler, { ...opts, metrics: requests }));
+
   router.get('/v1/models/*id', inference, (ctx) => {
     const id = String(ctx.params.id);
     const model = scheduler.status().models.find((m) => m.id === id);
     if (!model) throw modelNotFound(id);
     ctx.body = modelObject(model);
   });
-
-  // Every POST /v1/* naming a configured model goes to the same path on that model's server.
-  const requests = requestReports(opts.metrics, opts.events);
-  router.post('/v1/*path', inference, jsonBody, inferenceHandler(scheduler, { ...opts, metrics: requests }));
 
   router.get('/metrics', admin, async (ctx) => {
     const { contentType, text } = await opts.metrics.render();
@@ -125,6 +141,7 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
 
   app.use(errorShape);
   if (opts.corsOrigins.length > 0) app.use(cors(opts.corsOrigins));
+  app.use(inferenceRouter.routes());
   app.use(router.routes());
   app.use((ctx) => {
     throw routeNotFound(ctx.method, ctx.path);

@@ -1,8 +1,8 @@
-// The HTTP client for one SGLang server: readiness, the sleep/wake control calls, and the
-// upstream stream a user's request is forwarded on. Every call has a timeout, goes through the
-// SGLang API table (src/sglang-api.ts) and carries the key its route needs.
+// The HTTP client for one SGLang server: readiness and the sleep/wake control calls, each with a
+// timeout, through the SGLang API table (src/sglang-api.ts) and with the key its route needs.
+// Users' requests are forwarded on the same connection pool by src/upstream.ts.
 import { Agent } from 'node:http';
-import got, { type Got, type Request } from 'got';
+import got, { type Got } from 'got';
 import type { ModelSpec } from './launch-script.js';
 import { log } from './log.js';
 import { SGLANG_ROUTES, type SglangBody, type SglangQuery, type SglangRoute, type SglangRouteName } from './sglang-api.js';
@@ -24,14 +24,6 @@ function parseJson(text: string): unknown {
 
 function expectOk(name: SglangRouteName, res: Answer): void {
   if (res.status !== 200) throw new Error(`${SGLANG_ROUTES[name].path} answered ${res.status}: ${res.body.slice(0, 200)}`);
-}
-
-export interface ForwardOptions {
-  readonly body: Buffer;
-  readonly signal: AbortSignal;
-  /** Streams are bounded per gap between bytes; whole answers are bounded in total. */
-  readonly stream: boolean;
-  readonly timeoutMs: number;
 }
 
 /** A model server refused the key sglangmux sent (401/403): a configuration error, never a
@@ -64,7 +56,8 @@ interface Answer {
 }
 
 export class ModelServer {
-  private readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
+  /** Shared with the data plane (src/upstream.ts). */
+  readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
   private readonly http: Got;
   /** Whether the build has /pause_generation (2025-07+), learned from its first answer. */
   private pauseRoutes: 'unknown' | 'present' | 'absent' = 'unknown';
@@ -208,18 +201,6 @@ export class ModelServer {
     }
     const res = await this.call(old, { timeoutMs: PROBE_TIMEOUT_MS });
     return res.status === 200 ? (parseJson(res.body) as Record<string, unknown> | null) : null;
-  }
-
-  /** Starts forwarding a request; the caller reads the response from the returned stream. */
-  forward(path: string, opts: ForwardOptions): Request {
-    return this.http.stream.post(path.replace(/^\//, ''), {
-      body: opts.body,
-      headers: { 'content-type': 'application/json' },
-      signal: opts.signal,
-      timeout: opts.stream
-        ? { response: opts.timeoutMs, socket: opts.timeoutMs }
-        : { request: opts.timeoutMs },
-    });
   }
 
   close(): void {

@@ -9,13 +9,14 @@
 // upstream call, a non-stream upstream answer) becomes a final `data: {"error":…}` event.
 import type { IncomingMessage } from 'node:http';
 import type Koa from 'koa';
-import { TimeoutError, type Request } from 'got';
+import { chunkWriter } from './chunk-writer.js';
 import {
   ApiError, invalidUpstreamResponse, logApiError, missingModel, modelNotFound, upstreamTimeout, upstreamUnreachable,
 } from './errors.js';
 import { log } from './log.js';
 import type { RequestMetrics, UpstreamErrorKind } from './metrics.js';
 import { ClientGone, type Lease, type Scheduler } from './scheduler.js';
+import { forward as send, UpstreamTimeout } from './upstream.js';
 
 export interface ProxyOptions {
   readonly upstreamTimeoutMs: number;
@@ -148,18 +149,17 @@ class WaitingStream {
 /** Forwards the request and writes the answer. */
 async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number): Promise<Outcome> {
   const { ctx, signal } = call;
-  const upstream = lease.server.forward(ctx.path, { body, signal, stream: call.stream, timeoutMs });
   const failedBeforeAnswer = (err: unknown): Outcome => (signal.aborted
     ? { status: CLIENT_CLOSED, note: 'client left before the answer' }
     : fail(call, upstreamFailure(call, err)));
-  let response: IncomingMessage;
+  let upstream: IncomingMessage;
   try {
-    response = await responseOf(upstream);
+    upstream = await send(lease.server, ctx.path, { body, signal, stream: call.stream, timeoutMs });
   } catch (err) {
     return failedBeforeAnswer(err);
   }
-  const status = response.statusCode ?? 502;
-  const contentType = String(response.headers['content-type'] ?? '');
+  const status = upstream.statusCode ?? 502;
+  const contentType = String(upstream.headers['content-type'] ?? '');
 
   if (contentType.startsWith('text/event-stream')) {
     if (!call.committed) {
@@ -250,8 +250,9 @@ type StreamEnd = 'done' | 'client left' | ApiError;
  * instead of a silently truncated stream. A plain event relay rather than stream.pipeline: this
  * runs per token for every open stream, and each stream layer costs CPU per event.
  */
-function relay(call: Call, upstream: Request): Promise<StreamEnd> {
+function relay(call: Call, upstream: IncomingMessage): Promise<StreamEnd> {
   const res = call.ctx.res;
+  const out = chunkWriter(res);
   return new Promise((resolve) => {
     if (call.signal.aborted) return resolve('client left');
     const resume = (): void => {
@@ -259,15 +260,15 @@ function relay(call: Call, upstream: Request): Promise<StreamEnd> {
     };
     const clientLeft = (): void => finish('client left');
     const finish = (end: StreamEnd): void => {
-      res.off('drain', resume);
+      out.drains.off('drain', resume);
       call.signal.removeEventListener('abort', clientLeft);
       resolve(end);
     };
-    res.on('drain', resume);
+    out.drains.on('drain', resume);
     call.signal.addEventListener('abort', clientLeft);
     upstream.on('data', (chunk: Buffer) => {
       firstByte(call);
-      if (!res.write(chunk)) upstream.pause();
+      if (!out.write(chunk)) upstream.pause();
     });
     upstream.once('end', () => {
       res.end();
@@ -282,22 +283,18 @@ function relay(call: Call, upstream: Request): Promise<StreamEnd> {
   });
 }
 
-function responseOf(upstream: Request): Promise<IncomingMessage> {
+function collect(upstream: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    upstream.once('response', resolve);
+    const chunks: Buffer[] = [];
+    upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    upstream.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
     upstream.once('error', reject);
   });
 }
 
-async function collect(upstream: Request): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of upstream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
 /** The client-facing error for an upstream failure, counted in the metrics. */
 function upstreamFailure(call: Call, err: unknown, otherKind: UpstreamErrorKind = 'unreachable'): ApiError {
-  const timedOut = err instanceof TimeoutError;
+  const timedOut = err instanceof UpstreamTimeout;
   call.metrics.upstreamError({ model: call.model, kind: timedOut ? 'timeout' : otherKind });
   if (timedOut) return upstreamTimeout();
   const e = err as NodeJS.ErrnoException;

@@ -59,7 +59,8 @@ export function expectedFigureIds(): string[] {
       ids.push(`ns.${c}.${stat}.mux_vs_direct`, `ns.${c}.${stat}.mux_vs_nginx`, `ns.${c}.${stat}.nginx_vs_direct`);
       if (stat !== 'rps') ids.push(`ns.${c}.${stat}.mux_ratio_direct`, `ns.${c}.${stat}.mux_ratio_nginx`);
     }
-    ids.push(`ns.${c}.errors`, `ns.${c}.cpu_per_req.sglangmux`, `ns.${c}.cpu_per_req.nginx`, `ns.${c}.cpu_per_req.simulator`);
+    ids.push(`ns.${c}.errors`, `ns.${c}.cpu_per_req.sglangmux`, `ns.${c}.cpu_per_req.nginx`, `ns.${c}.cpu_per_req.simulator`,
+      `ns.${c}.cpu_per_req.mux_ratio_nginx`);
   }
   ids.push('ns.cN.cpu.sglangmux', 'ns.cN.cpu.nginx', 'ns.cN.cpu.simulator', 'ns.cN.cpu.generator', 'ns.cN.cpu.machine');
   for (const stat of ['ttfb.p50', 'ttfb.p99', 'gap.p50', 'gap.p99']) {
@@ -70,7 +71,7 @@ export function expectedFigureIds(): string[] {
   for (const p of PATHS) ids.push(`st.events.${p}`, `st.shared.${p}`, `st.loop_p99.${p}`);
   ids.push('st.errors', 'st.cpu.sglangmux', 'st.cpu.nginx', 'st.cpu.simulator', 'st.cpu.generator', 'st.cpu.machine',
     'st.rss.sglangmux', 'st.rss_after.sglangmux', 'st.cpu_per_event.sglangmux', 'st.cpu_per_event.nginx',
-    'st.cpu_per_event.simulator');
+    'st.cpu_per_event.simulator', 'st.cpu_per_event.mux_ratio_nginx', 'st.capacity.sglangmux', 'st.capacity.nginx');
   ids.push('sw.switch_ms', 'sw.overhead.median', 'sw.overhead.max', 'sw.daemon_gaps.median', 'sw.gap.before_release',
     'sw.gap.release_to_resume', 'sw.gap.resume_to_forward', 'sw.sim.release_extra', 'sw.sim.resume_extra', 'sw.noticed_wake.median',
     'sw.noticed_wake.max', 'sw.errors', 'sw.smi.switch_ms', 'sw.smi.overhead.median', 'sw.smi.overhead.max', 'sw.smi.call_ms',

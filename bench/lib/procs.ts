@@ -379,8 +379,16 @@ function ticksPerSecond(): number {
   return clkTck;
 }
 
-/** CPU seconds (user + system) a process has used so far; NaN if it is gone. */
+/** CPU seconds (user + system) a process has used so far; NaN if it is gone. From the
+ * scheduler's own count in nanoseconds (`/proc/<pid>/schedstat`, the same time utime + stime
+ * report in 10 ms ticks: a smoke run's nginx can stay below one tick), else from `stat`. */
 export function cpuSeconds(pid: number): number {
+  try {
+    const ns = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
+    if (Number.isFinite(ns)) return ns / 1e9;
+  } catch {
+    // no schedstat (kernel without CONFIG_SCHED_INFO), or the process is gone: try stat
+  }
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -39,6 +39,11 @@ function chatBody(maxTokens: number, stream: boolean): Buffer {
   }));
 }
 
+/** a[i] ÷ b[i] per repetition (both measured in the same repetition). */
+function ratios(a: readonly number[], b: readonly number[]): number[] {
+  return a.map((x, i) => x / b[i]!);
+}
+
 /** Paths in the order of repetition `rep` (rotated, so no path always runs first or last). */
 function order(rep: number): PathName[] {
   return PATHS.map((_, i) => PATHS[(i + rep) % PATHS.length]!);
@@ -189,6 +194,8 @@ export async function nonStreaming(ctx: Context): Promise<void> {
     ctx.figures.add(`ns.${key}.cpu_per_req.sglangmux`, `non-streaming c=${c}: sglangmux CPU time per request`, 'µs', perReqUs[key].sglangmux);
     ctx.figures.add(`ns.${key}.cpu_per_req.nginx`, `non-streaming c=${c}: nginx worker CPU time per request`, 'µs', perReqUs[key].nginx);
     ctx.figures.add(`ns.${key}.cpu_per_req.simulator`, `non-streaming c=${c}, direct: simulator CPU time per request (for scale)`, 'µs', perReqUs[key].direct);
+    ctx.figures.add(`ns.${key}.cpu_per_req.mux_ratio_nginx`, `non-streaming c=${c}: sglangmux CPU per request ÷ nginx's`, '×',
+      ratios(perReqUs[key].sglangmux, perReqUs[key].nginx), key === 'cN' ? { op: '<=', value: 5, on: 'median' } : undefined);
   }
   ctx.cpuTables['nonstream'] = cpu;
 }
@@ -295,11 +302,18 @@ export async function streaming(ctx: Context): Promise<void> {
   ctx.figures.add('st.cpu.generator', `${n} streams direct: load generator CPU`, '% of a core', cpu.direct.map((w) => w.cpuPct['generator']!));
   ctx.figures.add('st.cpu.machine', `${n} streams via sglangmux: whole machine busy`, '% of a core', cpu.sglangmux.map((w) => w.machinePct));
   ctx.figures.add('st.rss.sglangmux', `${n} streams via sglangmux: sglangmux peak RSS`, 'MB', cpu.sglangmux.map((w) => w.maxRssMb['sglangmux']!),
-    { op: '<=', value: 120, on: 'max' });
+    { op: '<=', value: 100, on: 'max' });
   ctx.figures.add('st.rss_after.sglangmux', 'sglangmux RSS, idle after the streaming runs', 'MB', [rssAfter], undefined, 'one reading');
   ctx.figures.add('st.cpu_per_event.sglangmux', `${n} streams: sglangmux CPU time per SSE event relayed`, 'µs', perEventUs.sglangmux);
   ctx.figures.add('st.cpu_per_event.nginx', `${n} streams: nginx worker CPU time per SSE event relayed`, 'µs', perEventUs.nginx);
   ctx.figures.add('st.cpu_per_event.simulator', `${n} streams, direct: simulator CPU time per SSE event sent (for scale)`, 'µs', perEventUs.direct);
+  ctx.figures.add('st.cpu_per_event.mux_ratio_nginx', `${n} streams: sglangmux CPU per SSE event ÷ nginx's`, '×',
+    ratios(perEventUs.sglangmux, perEventUs.nginx), { op: '<=', value: 2, on: 'median' });
+  // Capacity: the SSE events one core can relay per second at that CPU cost per event.
+  ctx.figures.add('st.capacity.sglangmux', 'SSE events per second one core can relay (10⁶ ÷ CPU µs per event), sglangmux', 'events/s',
+    perEventUs.sglangmux.map((us) => 1e6 / us));
+  ctx.figures.add('st.capacity.nginx', 'SSE events per second one core can relay (10⁶ ÷ CPU µs per event), nginx', 'events/s',
+    perEventUs.nginx.map((us) => 1e6 / us));
   ctx.cpuTables['stream'] = cpu;
 }
 
@@ -542,7 +556,7 @@ export async function startup(ctx: Context): Promise<void> {
       `ready noticed after ${seen.join(', ')} ms`);
     await sleep(ctx.config.settleMs / 2);
   }
-  ctx.figures.add('su.listen.median', 'start: spawn → /health answers, median', 'ms', [percentile(listen, 50)], { op: '<=', value: 300, on: 'median' },
+  ctx.figures.add('su.listen.median', 'start: spawn → /health answers, median', 'ms', [percentile(listen, 50)], { op: '<=', value: 250, on: 'median' },
     `${cfg.starts} starts`);
   ctx.figures.add('su.listen.max', 'start: spawn → /health answers, max', 'ms', [Math.max(...listen)], undefined, `${cfg.starts} starts`);
   ctx.figures.add('su.idle_rss', 'idle RSS after start (2 models, one awake)', 'MB', idleRss, undefined, `${cfg.starts} starts`);

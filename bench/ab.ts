@@ -1,0 +1,139 @@
+// Compares sglangmux builds by CPU per unit of work, interleaved in one run: each build runs
+// as its own daemon with its own simulated model, nginx stands in front of the first one's model
+// server, and every trial runs the same load through each of them in a rotated order. On a
+// shared, noisy machine this is the comparison that holds (bench/README.md, "A/B").
+//
+//   node --import tsx bench/ab.ts [--trials N] [--only nonstream,stream] NAME=BUNDLE...
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { closedLoop, streams } from './lib/load.js';
+import { cpuSeconds, findNginx, MuxDaemon, Nginx, stopAll } from './lib/procs.js';
+import { percentile } from './lib/stats.js';
+
+const MODEL = 'bench';
+const CHAT = '/v1/chat/completions';
+
+interface Target {
+  readonly name: string;
+  readonly port: number;
+  readonly pids: () => number[];
+}
+
+function chatBody(maxTokens: number, stream: boolean): Buffer {
+  return Buffer.from(JSON.stringify({
+    model: MODEL, max_tokens: maxTokens, ...(stream ? { stream: true } : {}),
+    messages: [{ role: 'user', content: 'Say hello to the benchmark' }],
+  }));
+}
+
+function cpuOf(pids: number[]): number {
+  return pids.reduce((s, p) => s + cpuSeconds(p), 0);
+}
+
+/** Runs `load` against the target; CPU µs of the target's processes per unit it reports. */
+async function perUnit(t: Target, load: () => Promise<number>): Promise<number> {
+  const pids = t.pids();
+  const c0 = cpuOf(pids);
+  const units = await load();
+  return ((cpuOf(pids) - c0) / units) * 1e6;
+}
+
+const SCENARIOS = {
+  nonstream: {
+    unit: 'request, c=64',
+    knobs: { SGLANG_SIM_TOKEN_MS: '0' },
+    run: (port: number) => (): Promise<number> => closedLoop({
+      port, path: CHAT, body: chatBody(4, false), concurrency: 64, warmupMs: 0, durationMs: 1500,
+    }).then((r) => {
+      if (r.errors > 0) throw new Error(`non-streaming: ${r.errors} errors, first: ${r.firstError}`);
+      return r.latencies.length;
+    }),
+  },
+  stream: {
+    unit: 'SSE event, 256 streams',
+    knobs: { SGLANG_SIM_TOKEN_MS: '20' },
+    run: (port: number) => (): Promise<number> => streams({
+      port, path: CHAT, body: chatBody(100, true), users: 256, streamsPerUser: 1, staggerMs: 4,
+      tokens: 100, windowFromMs: 0, windowToMs: 1e9,
+    }).then((r) => {
+      if (r.streamsOk !== r.streams) throw new Error(`streams: ${r.streams - r.streamsOk} failed, first: ${r.firstError}`);
+      return r.eventsOut;
+    }),
+  },
+} as const;
+
+function parse(argv: string[]): { trials: number; only: (keyof typeof SCENARIOS)[]; builds: { name: string; bundle: string }[] } {
+  let trials = 7;
+  let only: (keyof typeof SCENARIOS)[] = ['nonstream', 'stream'];
+  const builds: { name: string; bundle: string }[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--trials') trials = Number(argv[++i]);
+    else if (a === '--only') only = argv[++i]!.split(',') as (keyof typeof SCENARIOS)[];
+    else if (a.includes('=')) builds.push({ name: a.slice(0, a.indexOf('=')), bundle: resolve(a.slice(a.indexOf('=') + 1)) });
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (builds.length === 0 || !(trials > 0) || only.some((s) => !(s in SCENARIOS))) {
+    throw new Error('usage: bench/ab.ts [--trials N] [--only nonstream,stream] NAME=BUNDLE...');
+  }
+  return { trials, only, builds };
+}
+
+async function scenario(dir: string, which: keyof typeof SCENARIOS, builds: { name: string; bundle: string }[], trials: number): Promise<void> {
+  const sc = SCENARIOS[which];
+  const daemons: MuxDaemon[] = [];
+  const targets: Target[] = [];
+  for (const b of builds) {
+    const d = await MuxDaemon.start({
+      bundle: b.bundle, dir: join(dir, `${which}-${b.name}`),
+      models: [{ name: MODEL, knobs: { SGLANG_SIM_STARTUP_MS: '100', SGLANG_SIM_WARMUP_MS: '50', ...sc.knobs } }],
+    });
+    daemons.push(d);
+    await d.waitBooted();
+    targets.push({ name: b.name, port: d.port, pids: () => [d.pid] });
+  }
+  const nginxBin = findNginx();
+  if (nginxBin) {
+    const n = await Nginx.start(nginxBin, join(dir, `${which}-nginx`), daemons[0]!.models[0]!.port);
+    targets.push({ name: 'nginx', port: n.port, pids: () => n.workerPids() });
+  }
+  for (const t of targets) await sc.run(t.port)(); // unmeasured: V8 compiles the hot code
+  const results: Record<string, number[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
+  for (let trial = 0; trial < trials; trial++) {
+    const line: string[] = [];
+    for (let k = 0; k < targets.length; k++) {
+      const t = targets[(k + trial) % targets.length]!;
+      const us = await perUnit(t, sc.run(t.port));
+      results[t.name]!.push(us);
+      line.push(`${t.name} ${us.toFixed(1)}`);
+    }
+    console.log(`${which} trial ${trial + 1}/${trials}: ${line.join(', ')} µs/${sc.unit.split(',')[0]}`);
+  }
+  console.log(`\n${which}: CPU µs per ${sc.unit}, median [min–max] of ${trials}; ratio to nginx per trial, median`);
+  for (const t of targets) {
+    const v = results[t.name]!;
+    const ratio = results['nginx'] ? v.map((x, i) => x / results['nginx']![i]!) : [];
+    console.log(`  ${t.name.padEnd(16)} ${percentile(v, 50).toFixed(1)} [${Math.min(...v).toFixed(1)}–${Math.max(...v).toFixed(1)}]` +
+      (ratio.length && t.name !== 'nginx' ? `  ${percentile(ratio, 50).toFixed(2)}× nginx` : ''));
+  }
+  console.log('');
+  await stopAll();
+}
+
+async function main(): Promise<void> {
+  const { trials, only, builds } = parse(process.argv.slice(2));
+  const dir = mkdtempSync(join(tmpdir(), 'sglangmux-ab-'));
+  try {
+    for (const which of only) await scenario(dir, which, builds, trials);
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch(async (err: unknown) => {
+  console.error(err instanceof Error ? err.message : String(err));
+  await stopAll();
+  process.exit(1);
+});
