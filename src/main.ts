@@ -10,6 +10,8 @@ import { Metrics } from './metrics.js';
 import { Scheduler } from './scheduler.js';
 import { VERSION } from './version.js';
 
+const CLIENT_KEEPALIVE_MS = 65_000;
+
 const STOP_GRACE_MS = 10_000;
 
 function configure(argv: readonly string[]): { opts: Options; specs: ModelSpec[] } {
@@ -99,6 +101,10 @@ async function main(): Promise<void> {
   });
 
   const server = app.listen(opts.listenPort, opts.host);
+  // Idle client connections live longer than clients keep them (httpx, under the Python openai
+  // SDK, drops its own at 5 s, Node's default here), so a client never sends a request on a
+  // connection the daemon is just closing; nginx keeps them 75 s.
+  server.keepAliveTimeout = CLIENT_KEEPALIVE_MS;
   server.once('error', (err) => {
     log.error(`cannot listen on ${opts.host}:${opts.listenPort}: ${err.message}`);
     void scheduler.shutdown().finally(() => process.exit(1));

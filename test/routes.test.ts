@@ -2,6 +2,7 @@
 // server (the model's own answer, 404 included, passes through), GET /v1/models/{id} with ids
 // containing `/`, the model list with each model's state, and OpenAI-shaped 404s elsewhere.
 import assert from 'node:assert/strict';
+import { Agent as HttpAgent, get as httpGet } from 'node:http';
 import { describe, test } from 'node:test';
 import { Daemon, sseData, useDaemon, type Health } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
@@ -192,5 +193,23 @@ describe('models, states and route classes against the simulator', () => {
       assert.equal(d.state(h, 'broken'), 'failed');
     }
     assert.deepEqual(d.ledger().slice(mark), [], 'no model server was called');
+  });
+});
+
+describe('client connections', () => {
+  let d: Daemon;
+  useDaemon((started) => (d = started), { models: [{ name: 'm' }] });
+
+  test('are kept open longer than clients keep idle ones (Keep-Alive: timeout=65), so a client never reuses one the daemon is closing', async () => {
+    // Node's default is 5 s, the same as httpx's pool expiry (the Python openai SDK): a request
+    // sent on a connection idle for 5 s could meet the daemon's close.
+    const keepAlive = await new Promise<string | undefined>((resolve, reject) => {
+      httpGet(`${d.url}/health`, { agent: new HttpAgent({ keepAlive: true }) }, (res) => {
+        res.resume();
+        const header = res.headers['keep-alive'];
+        resolve(Array.isArray(header) ? header.join(', ') : header);
+      }).on('error', reject);
+    });
+    assert.equal(keepAlive, 'timeout=65');
   });
 });
