@@ -10,7 +10,7 @@ import { ApiError, bodyTooLarge, invalidJson, logApiError, modelNotFound, routeN
 import { log } from './log.js';
 import type { Metrics } from './metrics.js';
 import { inferenceHandler } from './proxy.js';
-import type { ModelState, Scheduler } from './scheduler.js';
+import type { ModelState, ModelStatus, Scheduler } from './scheduler.js';
 
 export const BODY_LIMIT = '32mb';
 /** The same limit in bytes, for koa-body: a string would be parsed again on every request. */
@@ -112,8 +112,8 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
     ctx.body = { status: 'ok', ...scheduler.status() };
   });
 
-  const modelObject = (m: { id: string; state: ModelState }): object =>
-    ({ id: m.id, object: 'model', created, owned_by: 'sglangmux', state: publicState(m.state) });
+  const modelObject = (m: ModelStatus): object =>
+    ({ id: m.id, object: 'model', created, owned_by: 'sglangmux', state: publicState(m.state), gpus: m.gpus, gpu_share: m.gpu_share });
 
   router.get(['/models', '/v1/models'], inference, (ctx) => {
     ctx.body = { object: 'list', data: scheduler.status().models.map(modelObject) };

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
+import { type Placement, PlacementError, placementOf, wholeNumber } from './placement.js';
 import { SGLANG_FLAGS } from './sglang-api.js';
 
 export interface ModelSpec {
@@ -25,6 +26,9 @@ export interface ModelSpec {
   readonly adminApiKey: string | null;
   /** `--dp-size`: data-parallel ranks (1 when absent). */
   readonly dpSize: number;
+  /** Its GPUs and its share of each (CUDA_VISIBLE_DEVICES, --tp-size, --base-gpu-id,
+   * --mem-fraction-static). */
+  readonly placement: Placement;
   /** `--quantization` / `--load-format` as written: some make a reload from disk unreliable. */
   readonly quantization: string | null;
   readonly loadFormat: string | null;
@@ -143,6 +147,23 @@ export function parseLaunchScript(script: string, text: string, env: NodeJS.Proc
   if (!/^\d+$/.test(portText) || port < 1 || port > 65535) {
     throw new ScriptError(script, `invalid port '${portText}'`);
   }
+  let dp: number;
+  let placement: Placement;
+  try {
+    dp = wholeNumber('--dp-size', flagValue(ws, SGLANG_FLAGS.dpSize), 1, 1);
+    placement = placementOf({
+      // Not set in the script, it is inherited from the environment the script runs with.
+      visibleDevices: assignment(lines, 'CUDA_VISIBLE_DEVICES') ?? env.CUDA_VISIBLE_DEVICES,
+      tpSize: flagValue(ws, SGLANG_FLAGS.tpSize),
+      dpSize: dp,
+      dpAttention: SGLANG_FLAGS.dpAttention.some((f) => ws.includes(f)),
+      baseGpuId: flagValue(ws, SGLANG_FLAGS.baseGpuId),
+      memFraction: flagValue(ws, SGLANG_FLAGS.memFraction),
+    });
+  } catch (err) {
+    if (err instanceof PlacementError) throw new ScriptError(script, err.message);
+    throw err;
+  }
   return {
     name,
     port,
@@ -152,7 +173,8 @@ export function parseLaunchScript(script: string, text: string, env: NodeJS.Proc
     cpuBackup: SGLANG_FLAGS.cpuBackup.some((f) => ws.includes(f)),
     apiKey: expandKey(script, '--api-key', flagValue(ws, SGLANG_FLAGS.apiKey), lines, env),
     adminApiKey: expandKey(script, '--admin-api-key', flagValue(ws, SGLANG_FLAGS.adminApiKey), lines, env),
-    dpSize: dpSize(script, flagValue(ws, SGLANG_FLAGS.dpSize)),
+    dpSize: dp,
+    placement,
     quantization: literal(flagValue(ws, SGLANG_FLAGS.quantization)) ?? null,
     loadFormat: literal(flagValue(ws, SGLANG_FLAGS.loadFormat)) ?? null,
     digest: createHash('sha256').update(text).digest('hex'),
@@ -165,13 +187,6 @@ export function reloadRisk(spec: ModelSpec): string | null {
   if (spec.loadFormat !== null && spec.loadFormat !== 'auto') return `--load-format ${spec.loadFormat}`;
   if (spec.quantization !== null && /fp8|compressed|modelopt|w8a8/i.test(spec.quantization)) return `--quantization ${spec.quantization}`;
   return null;
-}
-
-function dpSize(script: string, text: string | undefined): number {
-  if (literal(text) === undefined) return 1;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new ScriptError(script, `invalid --dp-size '${text}'`);
-  return n;
 }
 
 /** The scripts named on the command line; a directory stands for its `*.sh` files, sorted, so

@@ -68,6 +68,10 @@ export interface ModelStatus {
   readonly id: string;
   readonly state: ModelState;
   readonly port: number;
+  /** Physical ids of the GPUs it runs on, read from its script (README: where each model lives). */
+  readonly gpus: readonly number[];
+  /** Its `--mem-fraction-static` share of each of those GPUs; null: the whole GPU. */
+  readonly gpu_share: number | null;
   /** Why the model last failed, while it is failed. */
   readonly last_error: string | null;
 }
@@ -189,6 +193,18 @@ class Slot {
   }
 }
 
+/** What /health and the model list show of a model (the control API shows more). */
+function statusOf(s: Slot): ModelStatus {
+  return {
+    id: s.name,
+    state: s.state,
+    port: s.spec.port,
+    gpus: s.spec.placement.gpus,
+    gpu_share: s.spec.placement.share,
+    last_error: s.state === 'failed' ? s.lastError : null,
+  };
+}
+
 export class Scheduler {
   private readonly slots = new Map<string, Slot>();
   /** The model that may hold GPU memory (starting, awake, draining, sleeping or waking), if any. */
@@ -253,10 +269,7 @@ export class Scheduler {
       const holding = s.state === 'awake' || s.state === 'draining';
       const oldest = s.waiters[0];
       return {
-        id: s.name,
-        state: s.state,
-        port: s.spec.port,
-        last_error: s.state === 'failed' ? s.lastError : null,
+        ...statusOf(s),
         pid: s.process.pid,
         script: s.spec.script,
         stdout_log: s.process.stdoutLog,
@@ -353,12 +366,7 @@ export class Scheduler {
     const holding = active && (active.state === 'awake' || active.state === 'draining');
     return {
       active_model: holding ? active.name : null,
-      models: [...this.slots.values()].map((s) => ({
-        id: s.name,
-        state: s.state,
-        port: s.spec.port,
-        last_error: s.state === 'failed' ? s.lastError : null,
-      })),
+      models: [...this.slots.values()].map(statusOf),
     };
   }
 

@@ -65,7 +65,18 @@ export const SGLANG_FLAGS = {
   adminApiKey: ['--admin-api-key'],
   memorySaver: ['--enable-memory-saver'],
   cpuBackup: ['--enable-weights-cpu-backup'],
-  dpSize: ['--dp-size'],
+  dpSize: ['--dp-size', '--data-parallel-size', '--dp'],
+  tpSize: ['--tp-size', '--tensor-parallel-size', '--tp'],
+  dpAttention: ['--enable-dp-attention'],
+  baseGpuId: ['--base-gpu-id'],
+  memFraction: ['--mem-fraction-static'],
   quantization: ['--quantization'],
   loadFormat: ['--load-format'],
 } as const satisfies Record<string, readonly string[]>;
+
+/** Spellings in SGLANG_FLAGS that SGLang does not define but accepts because argparse takes any
+ * prefix that begins exactly one flag; the contract test checks each still does. */
+export const SGLANG_FLAG_ABBREVIATIONS: ReadonlyMap<string, string> = new Map([
+  ['--tp', '--tp-size'],
+  ['--dp', '--dp-size'],
+]);

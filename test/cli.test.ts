@@ -139,6 +139,8 @@ describe('command line', () => {
     ['no port', () => [script('noport.sh', 'MODEL_NAME=b\nexec x\n')], /noport\.sh: no port/],
     ['same model name', () => [good, script('dupname.sh', 'MODEL_NAME=a\nPORT=31003\n')], /dupname\.sh: model name 'a' is also used by good\.sh/],
     ['same port', () => [good, script('dupport.sh', 'MODEL_NAME=c\nPORT=31001\n')], /dupport\.sh: port 31001 is also used by good\.sh/],
+    ['GPUs beyond the visible list', () => [script('place.sh', 'MODEL_NAME=d\nPORT=31004\nexport CUDA_VISIBLE_DEVICES=0\nexec x --tp 2\n')], /place\.sh: needs 2 GPU\(s\) from --base-gpu-id 0, but CUDA_VISIBLE_DEVICES=0 lists 1/],
+    ['a share outside (0, 1]', () => [script('share.sh', 'MODEL_NAME=e\nPORT=31005\nexec x --mem-fraction-static 1.4\n')], /share\.sh: invalid --mem-fraction-static '1\.4'/],
     ['port equal to the listen port', () => ['--listen-port', '31001', good], /good\.sh: port 31001 is the listen port/],
     ['unknown flag', () => ['--bogus=1', good], /unknown option '--bogus'$/],
     ['unknown short flag', () => ['-hx', good], /unknown option '-x'$/],

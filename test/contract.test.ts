@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { SGLANG_ANSWER_FIELDS, SGLANG_FLAGS, SGLANG_ROUTES } from '../src/sglang-api.js';
+import { SGLANG_ANSWER_FIELDS, SGLANG_FLAG_ABBREVIATIONS, SGLANG_FLAGS, SGLANG_ROUTES } from '../src/sglang-api.js';
 import { testTool } from './support/tools.js';
 
 const SGLANG_VERSION = '0.5.23'; // as pinned in scripts/install-test-deps.sh
@@ -85,6 +85,14 @@ function literalFlags(srtDir: string): string {
     .map((f) => readFileSync(f, 'utf8')).join('\n');
 }
 
+/** The flag spellings (from fields and written out) that begin with `prefix`: argparse takes a
+ * prefix as an abbreviation only when it begins exactly one. */
+function flagsBeginning(srtDir: string, prefix: string): string[] {
+  const spellings = new Set([...serverArgFields(srtDir)].map((f) => `--${f.replace(/_/g, '-')}`));
+  for (const m of literalFlags(srtDir).matchAll(/"(--[a-z0-9][a-z0-9-]*)/g)) spellings.add(m[1]!);
+  return [...spellings].filter((f) => f.startsWith(prefix)).sort();
+}
+
 describe(`contract with SGLang ${SGLANG_VERSION}`, () => {
   test('every route sglangmux calls exists with that method and auth level, and takes the fields sent', (t) => {
     const dir = srt(t);
@@ -129,9 +137,19 @@ describe(`contract with SGLang ${SGLANG_VERSION}`, () => {
     const literal = literalFlags(dir);
     for (const [name, flags] of Object.entries(SGLANG_FLAGS)) {
       for (const flag of flags) {
+        if (SGLANG_FLAG_ABBREVIATIONS.has(flag)) continue;
         const field = flag.slice(2).replace(/-/g, '_');
         assert.ok(fields.has(field) || literal.includes(`"${flag}"`), `${name}: SGLang has no launch flag ${flag}`);
       }
+    }
+  });
+
+  test('every abbreviated flag sglangmux reads still begins exactly the one flag it stands for', (t) => {
+    const dir = srt(t);
+    if (dir === null) return;
+    for (const [short, full] of SGLANG_FLAG_ABBREVIATIONS) {
+      assert.ok(Object.values(SGLANG_FLAGS).some((flags) => (flags as readonly string[]).includes(full)), `${short}: ${full} is not read`);
+      assert.deepEqual(flagsBeginning(dir, short), [full], `${short} no longer abbreviates ${full} alone`);
     }
   });
 
@@ -141,5 +159,6 @@ describe(`contract with SGLang ${SGLANG_VERSION}`, () => {
     assert.equal(endpoints(dir).get('/release_memory_occupation_v2'), undefined);
     assert.equal(classFields(dir, 'UpdateWeightFromDiskReqInput')?.has('model_paths'), false);
     assert.equal(serverArgFields(dir).has('enable_memory_saverz'), false);
+    assert.ok(flagsBeginning(dir, '--enable-').length > 1);
   });
 });

@@ -17,6 +17,8 @@ interface Detail {
   port: number;
   pid: number | null;
   last_error: string | null;
+  gpus: number[];
+  gpu_share: number | null;
   script: string;
   stdout_log: string;
   stderr_log: string;
@@ -30,7 +32,7 @@ interface Detail {
 }
 
 const DETAIL_KEYS = [
-  'awake_secs', 'cpu_backup', 'failures', 'id', 'in_flight', 'last_error', 'memory_saver', 'oldest_wait_ms',
+  'awake_secs', 'cpu_backup', 'failures', 'gpu_share', 'gpus', 'id', 'in_flight', 'last_error', 'memory_saver', 'oldest_wait_ms',
   'pid', 'port', 'script', 'state', 'stderr_log', 'stdout_log', 'waiting',
 ];
 
@@ -69,7 +71,7 @@ describe('control API on a loopback listener without an admin key', () => {
   let d: Daemon;
   useDaemon((started) => (d = started), { models: [{ name: 'a' }, { name: 'org/b' }], args: ['--min-active-secs', '0'] });
 
-  test('GET /admin/models and /admin/models/{id}: state, port, pid, errors, log paths, time awake', async () => {
+  test('GET /admin/models and /admin/models/{id}: state, port, GPUs, pid, errors, log paths, time awake', async () => {
     const { object, data } = await json<{ object: string; data: Detail[] }>(await control(d, ''));
     assert.equal(object, 'list');
     assert.deepEqual(data.map((m) => m.id), ['a', 'org/b']);
@@ -83,6 +85,7 @@ describe('control API on a loopback listener without an admin key', () => {
       assert.match(m.stderr_log, /\.stderr\.log$/);
       assert.equal(m.memory_saver, true);
       assert.equal(m.last_error, null);
+      assert.deepEqual([m.gpus, m.gpu_share], [[0], null]);
     }
     const b = await json<Detail>(await control(d, '/org/b'));
     assert.equal(b.state, 'awake');

@@ -46,6 +46,8 @@ describe('dashboard in chromium, no admin key', () => {
     assert.equal(h.active_model, 'org/b');
     for (const m of h.models) await shownState(page, m.id, m.state);
     assert.deepEqual(await page.locator('#models tbody th').allTextContents(), ['a', 'org/b']);
+    // Each model's GPUs and its share of them.
+    assert.deepEqual(await page.locator('#models tbody td:nth-of-type(2)').allTextContents(), ['0 · whole', '0 · whole']);
     // The buttons of the awake model: no wake; of the sleeping one: no sleep.
     assert.equal(await row(page, 'org/b').getByRole('button', { name: 'Wake org/b' }).isDisabled(), true);
     assert.equal(await row(page, 'a').getByRole('button', { name: 'Sleep a' }).isDisabled(), true);

@@ -13,6 +13,8 @@ interface ModelObject {
   created: number;
   owned_by: string;
   state: string;
+  gpus: number[];
+  gpu_share: number | null;
 }
 
 const STATES = ['starting', 'awake', 'asleep', 'switching', 'failed'];
@@ -101,18 +103,21 @@ describe('models, states and route classes against the simulator', () => {
   useDaemon((started) => (d = started), {
     models: [
       { name: 'broken', env: { SGLANG_SIM_EXIT_AT_START: '3' } },
-      { name: 'org/alpha', env: { SGLANG_SIM_RESUME_MS: '1500' } },
-      { name: 'beta' },
+      { name: 'org/alpha', env: { SGLANG_SIM_RESUME_MS: '1500', CUDA_VISIBLE_DEVICES: '2,3' } },
+      {
+        name: 'beta',
+        command: 'python3 -m sglang.launch_server --model-path sim/beta --served-model-name "$MODEL_NAME" --port "$PORT" --enable-memory-saver --enable-weights-cpu-backup --mem-fraction-static 0.4',
+      },
     ],
     args: ['--min-active-secs', '0'],
   });
 
-  test('/v1/models and /models: OpenAI fields plus the state of each model', async () => {
+  test('/v1/models and /models: OpenAI fields plus the state and place of each model', async () => {
     for (const path of ['/v1/models', '/models']) {
       const list = await models(d, path);
       assert.deepEqual(list.map((m) => m.id), ['broken', 'org/alpha', 'beta']);
       for (const m of list) {
-        assert.deepEqual(Object.keys(m).sort(), ['created', 'id', 'object', 'owned_by', 'state']);
+        assert.deepEqual(Object.keys(m).sort(), ['created', 'gpu_share', 'gpus', 'id', 'object', 'owned_by', 'state']);
         assert.equal(m.object, 'model');
         assert.equal(typeof m.created, 'number');
         assert.equal(m.owned_by, 'sglangmux');
@@ -121,6 +126,7 @@ describe('models, states and route classes against the simulator', () => {
       assert.equal(stateOf(list, 'beta'), 'awake');
       assert.equal(stateOf(list, 'org/alpha'), 'asleep');
       assert.equal(stateOf(list, 'broken'), 'failed');
+      assert.deepEqual(list.map((m) => [m.gpus, m.gpu_share]), [[[0], null], [[2], null], [[0], 0.4]]);
     }
   });
 
@@ -133,6 +139,7 @@ describe('models, states and route classes against the simulator', () => {
       assert.equal(m.object, 'model');
       assert.equal(m.owned_by, 'sglangmux');
       assert.equal(m.state, 'asleep');
+      assert.deepEqual([m.gpus, m.gpu_share], [[2], null]);
     }
     const beta = (await (await fetch(`${d.url}/v1/models/beta`)).json()) as ModelObject;
     assert.equal(beta.state, 'awake');
@@ -172,11 +179,12 @@ describe('models, states and route classes against the simulator', () => {
     await assertOpenAIError(await fetch(`${d.url}/admin/nope`), 404, 'not_found');
   });
 
-  test('/health is unchanged', async () => {
+  test('/health: the status, the awake model, and each model with its place', async () => {
     const h = await d.health();
     assert.equal(h.status, 'ok');
     assert.deepEqual(Object.keys(h).sort(), ['active_model', 'models', 'status']);
-    assert.deepEqual(Object.keys(h.models[0]!).sort(), ['id', 'last_error', 'port', 'state']);
+    assert.deepEqual(Object.keys(h.models[0]!).sort(), ['gpu_share', 'gpus', 'id', 'last_error', 'port', 'state']);
+    assert.deepEqual(h.models.map((m) => [m.id, m.gpus, m.gpu_share]), [['broken', [0], null], ['org/alpha', [2], null], ['beta', [0], 0.4]]);
     assert.deepEqual(crashes(d.ledger()), []);
   });
 

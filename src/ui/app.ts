@@ -42,6 +42,12 @@ function duration(ms: number): string {
   return s < 3600 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+/** Its GPUs and the share of each it takes, e.g. `0, 1 · 40%`, or `0 · whole`. */
+function placement(m: ModelDetail): string {
+  const share = m.gpu_share === null ? 'whole' : `${Math.round(m.gpu_share * 1000) / 10}%`;
+  return `${m.gpus.join(', ')} · ${share}`;
+}
+
 const clock = (t: number): string => new Date(t).toLocaleTimeString([], { hour12: false });
 
 /** A model id in a URL path: its `/` kept (the control API takes the rest of the path). */
@@ -139,7 +145,7 @@ interface Column {
 
 const COLUMNS: readonly Column[] = [
   { head: 'State', value: (m) => m.state },
-  // GPU(s) and their share go here once the control API reports them.
+  { head: 'GPUs', value: (m) => placement(m) },
   { head: 'In flight', value: (m) => String(m.in_flight), cls: 'num' },
   { head: 'Queued', value: (m) => String(m.waiting), cls: 'num' },
   { head: 'Oldest wait', value: (m) => (m.oldest_wait_ms === null ? '–' : duration(m.oldest_wait_ms)), cls: 'num' },

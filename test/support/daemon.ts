@@ -68,7 +68,7 @@ export const FAST_SIM: Readonly<Record<string, string>> = {
 export interface Health {
   status: string;
   active_model: string | null;
-  models: { id: string; state: string; port: number }[];
+  models: { id: string; state: string; port: number; gpus: number[]; gpu_share: number | null }[];
 }
 
 export interface StartOptions {
