@@ -150,16 +150,18 @@ export function parseLaunchScript(script: string, text: string, env: NodeJS.Proc
   let dp: number;
   let placement: Placement;
   try {
-    dp = wholeNumber('--dp-size', flagValue(ws, SGLANG_FLAGS.dpSize), 1, 1);
+    const dpText = flagValue(ws, SGLANG_FLAGS.dpSize);
     placement = placementOf({
       // Not set in the script, it is inherited from the environment the script runs with.
       visibleDevices: assignment(lines, 'CUDA_VISIBLE_DEVICES') ?? env.CUDA_VISIBLE_DEVICES,
       tpSize: flagValue(ws, SGLANG_FLAGS.tpSize),
-      dpSize: dp,
+      dpSize: dpText,
       dpAttention: SGLANG_FLAGS.dpAttention.some((f) => ws.includes(f)),
       baseGpuId: flagValue(ws, SGLANG_FLAGS.baseGpuId),
       memFraction: flagValue(ws, SGLANG_FLAGS.memFraction),
     });
+    // Unreadable (shell expansion), it counts as 1 until the server's /server_info tells.
+    dp = dpText !== undefined && /[$`]/.test(dpText) ? 1 : wholeNumber('--dp-size', dpText, 1, 1);
   } catch (err) {
     if (err instanceof PlacementError) throw new ScriptError(script, err.message);
     throw err;

@@ -24,7 +24,10 @@ function configure(argv: readonly string[]): { opts: Options; specs: ModelSpec[]
   }
 }
 
-function warnAboutSleep(spec: ModelSpec): void {
+function warnAboutScript(spec: ModelSpec): void {
+  if (spec.placement.gpus === null) {
+    log.warn(`model ${spec.name} (${spec.script}): which GPUs it uses is unknown: ${spec.placement.unknown}`);
+  }
   if (!spec.memorySaver) {
     log.warn(`model ${spec.name} (${spec.script}): no --enable-memory-saver, so it is stopped and restarted on every switch; add --enable-memory-saver to its sglang command to sleep and wake it in seconds`);
   } else if (!spec.cpuBackup) {
@@ -64,14 +67,14 @@ function reload(scheduler: Scheduler, opts: Options): void {
     return;
   }
   const { added, removed, changed } = scheduler.reload(specs);
-  specs.filter((s) => added.includes(s.name) || changed.includes(s.name)).forEach(warnAboutSleep);
+  specs.filter((s) => added.includes(s.name) || changed.includes(s.name)).forEach(warnAboutScript);
   const list = (names: string[]): string => (names.length ? names.join(', ') : 'none');
   log.info(`SIGHUP: configuration reloaded: added ${list(added)}; removed ${list(removed)}; changed ${list(changed)}`);
 }
 
 async function main(): Promise<void> {
   const { opts, specs } = configure(process.argv.slice(2));
-  specs.forEach(warnAboutSleep);
+  specs.forEach(warnAboutScript);
 
   // Metrics read the scheduler's details at scrape time and observe its switches; so does the
   // dashboard's event feed.

@@ -1,27 +1,30 @@
 // Where a model's server lives: which GPUs its ranks run on and what share of each it takes.
 // launch-script.ts finds the values in the script's text; this turns them into physical GPU
-// ids, and refuses what sglangmux could not plan with.
+// ids. A value that is wrong is refused; one sglangmux cannot read (shell expansion, GPU UUIDs)
+// leaves the placement unknown: such scripts are legitimate and keep working.
 
-export interface Placement {
-  /** Physical GPU ids (as nvidia-smi numbers them) that the model's ranks run on. */
-  readonly gpus: readonly number[];
-  /** `--mem-fraction-static`: the share of each of those GPUs it takes; null: the whole GPU. */
-  readonly share: number | null;
-}
+export type Placement =
+  | {
+    /** Physical GPU ids (as nvidia-smi numbers them) that the model's ranks run on. */
+    readonly gpus: readonly number[];
+    /** `--mem-fraction-static`: the share of each of those GPUs it takes; null: the whole GPU. */
+    readonly share: number | null;
+  }
+  /** Not known from the script's text, for the reason given. */
+  | { readonly gpus: null; readonly share: null; readonly unknown: string };
 
 /** The settings that place a model, as written in its script (undefined: not written). */
 export interface PlacementText {
   readonly visibleDevices: string | undefined;
   readonly tpSize: string | undefined;
-  /** `--dp-size`, already read. */
-  readonly dpSize: number;
+  readonly dpSize: string | undefined;
   /** `--enable-dp-attention`: the data-parallel ranks run inside the tensor-parallel GPUs. */
   readonly dpAttention: boolean;
   readonly baseGpuId: string | undefined;
   readonly memFraction: string | undefined;
 }
 
-/** A placement setting sglangmux cannot use; the caller names the script. */
+/** A placement setting that is wrong; the caller names the script. */
 export class PlacementError extends Error {
   constructor(problem: string) {
     super(problem);
@@ -29,9 +32,17 @@ export class PlacementError extends Error {
   }
 }
 
+/** A placement setting sglangmux cannot read from the text (the server may still run fine). */
+export class PlacementUnknown extends Error {
+  constructor(problem: string) {
+    super(problem);
+    this.name = 'PlacementUnknown';
+  }
+}
+
 function literal(what: string, text: string): string {
   if (text.includes('$') || text.includes('`')) {
-    throw new PlacementError(`${what} ${text} uses shell expansion, which sglangmux does not evaluate; write the value literally`);
+    throw new PlacementUnknown(`${what} ${text} uses shell expansion, which sglangmux does not evaluate`);
   }
   return text;
 }
@@ -57,8 +68,11 @@ function share(text: string | undefined): number | null {
 function visible(text: string | undefined): number[] | null {
   if (text === undefined) return null;
   const ids = literal('CUDA_VISIBLE_DEVICES=', text).split(',').map((s) => s.trim());
+  if (ids.some((id) => /^(GPU|MIG)-/i.test(id))) {
+    throw new PlacementUnknown(`CUDA_VISIBLE_DEVICES=${text} names GPUs by UUID, which sglangmux does not map to indices`);
+  }
   if (ids.some((id) => !/^\d+$/.test(id))) {
-    throw new PlacementError(`CUDA_VISIBLE_DEVICES='${text}': sglangmux reads a list of GPU indices such as 0,1 (not UUIDs, MIG names or an empty list)`);
+    throw new PlacementError(`CUDA_VISIBLE_DEVICES='${text}': sglangmux reads a list of GPU indices such as 0,1`);
   }
   return ids.map(Number);
 }
@@ -66,9 +80,19 @@ function visible(text: string | undefined): number[] | null {
 /** A model runs tp × dp ranks (tp with DP attention) on consecutive GPUs from --base-gpu-id,
  * counted within CUDA_VISIBLE_DEVICES when it is set. */
 export function placementOf(text: PlacementText): Placement {
+  try {
+    return knownPlacement(text);
+  } catch (err) {
+    if (err instanceof PlacementUnknown) return { gpus: null, share: null, unknown: err.message };
+    throw err;
+  }
+}
+
+function knownPlacement(text: PlacementText): Placement {
   const tp = wholeNumber('--tp-size', text.tpSize, 1, 1);
   const base = wholeNumber('--base-gpu-id', text.baseGpuId, 0, 0);
-  const count = tp * (text.dpAttention ? 1 : text.dpSize);
+  const dp = wholeNumber('--dp-size', text.dpSize, 1, 1);
+  const count = tp * (text.dpAttention ? 1 : dp);
   const positions = Array.from({ length: count }, (_, i) => base + i);
   const listed = visible(text.visibleDevices);
   if (listed !== null && base + count > listed.length) {

@@ -68,8 +68,9 @@ export interface ModelStatus {
   readonly id: string;
   readonly state: ModelState;
   readonly port: number;
-  /** Physical ids of the GPUs it runs on, read from its script (README: where each model lives). */
-  readonly gpus: readonly number[];
+  /** Physical ids of the GPUs it runs on, read from its script (README: where each model lives);
+   * null when the script's text does not tell (shell expansion, GPU UUIDs). */
+  readonly gpus: readonly number[] | null;
   /** Its `--mem-fraction-static` share of each of those GPUs; null: the whole GPU. */
   readonly gpu_share: number | null;
   /** Why the model last failed, while it is failed. */

@@ -42,8 +42,10 @@ function duration(ms: number): string {
   return s < 3600 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
-/** Its GPUs and the share of each it takes, e.g. `0, 1 · 40%`, or `0 · whole`. */
+/** Its GPUs and the share of each it takes, e.g. `0, 1 · 40%`, or `0 · whole`; `unknown` when its
+ * script does not tell. */
 function placement(m: ModelDetail): string {
+  if (m.gpus === null) return 'unknown';
   const share = m.gpu_share === null ? 'whole' : `${Math.round(m.gpu_share * 1000) / 10}%`;
   return `${m.gpus.join(', ')} · ${share}`;
 }
