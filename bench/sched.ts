@@ -25,6 +25,8 @@ const POLICIES = ['fifo', 'fixed2s', 'auto'] as const;
 type Policy = (typeof POLICIES)[number];
 /** The daemon's default switch timeout is 60 s; the runs use 600 s so that nobody times out. */
 const SWITCH_TIMEOUT_MS = 600_000;
+/** The daemon's default --gpu-memory-budget. */
+const GPU_BUDGET = 0.9;
 
 interface Figures {
   readonly workload: string;
@@ -46,7 +48,7 @@ interface Figures {
 
 function settings(policy: Policy, scale: number): PolicySettings {
   const fixedWindowMs = policy === 'fifo' ? 0 : policy === 'fixed2s' ? 2000 * scale : null;
-  return { fixedWindowMs, maxWindowMs: (SWITCH_TIMEOUT_MS * scale) / 2, idleSleepMs: null };
+  return { fixedWindowMs, maxWindowMs: (SWITCH_TIMEOUT_MS * scale) / 2, idleSleepMs: null, gpuBudget: GPU_BUDGET };
 }
 
 /** Length of the union of intervals. */

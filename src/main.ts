@@ -89,6 +89,7 @@ async function main(): Promise<void> {
     stopGraceMs: STOP_GRACE_MS,
     idleSleepMs: opts.idleSleepSecs === null ? null : opts.idleSleepSecs * 1000,
     lazy: opts.lazy,
+    gpuBudget: opts.gpuMemoryBudget,
     observer: schedulerReports(metrics, events),
   });
   const app = createApp(scheduler, {
