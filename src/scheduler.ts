@@ -12,7 +12,7 @@ import { ModelProcess, describeExit, type ExitInfo } from './model-process.js';
 import { ModelServer, ServerAuthError } from './model-server.js';
 import { releaseServer, resumeServer } from './server-sequences.js';
 import { MovingEstimate } from './estimate.js';
-import { decide, type Decision, type ModelView, type PolicySettings } from './policy.js';
+import { decide, HOLDING, type Decision, type ModelView, type PolicySettings } from './policy.js';
 import { overlaps } from './fit.js';
 
 /**
@@ -95,6 +95,16 @@ export interface ModelDetail extends ModelStatus {
   readonly memory_saver: boolean;
   readonly cpu_backup: boolean;
   readonly failures: number;
+}
+
+/** One GPU as the metrics show it. */
+export interface GpuStatus {
+  readonly gpu: number;
+  /** The shares of the models holding memory on it (a model without one counts 1). */
+  readonly plannedShare: number;
+  /** In use and its size, as nvidia-smi last showed them (null: it does not tell). */
+  readonly usedMb: number | null;
+  readonly totalMb: number | null;
 }
 
 /** Thrown to a waiter whose client went away: there is nobody to answer. */
@@ -302,6 +312,21 @@ export class Scheduler {
         cpu_backup: s.settings.cpuBackup,
         failures: s.failures,
       };
+    });
+  }
+
+  /** Every GPU a model is placed on or nvidia-smi shows, with what is planned and in use there. */
+  gpuStatus(): GpuStatus[] {
+    const planned = new Map<number, number>();
+    for (const slot of this.slots.values()) {
+      const share = HOLDING.has(slot.state) ? (this.plannedShare(slot) ?? 1) : 0;
+      for (const g of slot.gpus ?? []) planned.set(g, (planned.get(g) ?? 0) + share);
+    }
+    const readings = this.gpu.perGpuNow();
+    for (const r of readings) if (!planned.has(r.gpu)) planned.set(r.gpu, 0);
+    return [...planned].sort(([a], [b]) => a - b).map(([gpu, plannedShare]) => {
+      const r = readings.find((x) => x.gpu === gpu);
+      return { gpu, plannedShare, usedMb: r?.usedMb ?? null, totalMb: r?.totalMb ?? null };
     });
   }
 
