@@ -138,3 +138,26 @@ describe('policy simulated (discrete events)', () => {
     assert.ok(worst <= cost + 100 + 1, `worst latency ${worst} ms`);
   });
 });
+
+describe('co-residency simulated (discrete events)', () => {
+  const cost = 2500;
+  const placed = (name: string, gpus: number[], share: number | null): SimModel => ({ name, sleepMs: 0.4 * cost, wakeMs: 0.6 * cost, gpus, share });
+
+  test('two models that fit one GPU: an hour of ping-pong makes no switch after both woke', () => {
+    const clients: Client[] = ['a', 'b'].map((m) => ({ startAt: 0, steps: loop(m, 30_000, 100, 20) }));
+    const r = simulate([placed('a', [0], 0.4), placed('b', [0], 0.4)], clients, AUTO);
+    assert.ok(r.spanMs >= 3_600_000, 'an hour replayed');
+    assert.equal(r.switches, 1, 'one wake: a joins b');
+    assert.equal(r.sleeps, 0);
+  });
+
+  test('a model alone on its GPU never waits while the models of other GPUs switch', () => {
+    const models = [placed('tp2', [0, 1], null), placed('g1', [1], 0.4), placed('s1', [2], 0.45), placed('s2', [2], 0.45), placed('s3', [2], 0.45), placed('g3', [3], null)];
+    const clients: Client[] = models.flatMap((m) => [0, 1].map(() => ({ startAt: 0, steps: loop(m.name, 30, 300, 200) })));
+    const r = simulate(models, clients, AUTO);
+    assert.equal(r.requests.length, 12 * 30);
+    assert.ok(r.sleeps > 10, `the others switch (${r.sleeps} sleeps)`);
+    const g3 = r.requests.filter((q) => q.model === 'g3');
+    assert.deepEqual(g3.filter((q) => q.admittedAt > q.sentAt), [], 'g3 never waited');
+  });
+});
