@@ -235,8 +235,6 @@ function statusOf(s: Slot): ModelStatus {
 
 export class Scheduler {
   private readonly slots = new Map<string, Slot>();
-  /** The model woken last (what /health has always called the active model). */
-  private lastWoken: Slot | null = null;
   /** Switches under way (each on GPUs no other one touches). */
   private jobs = 0;
   private driving = false;
@@ -407,7 +405,8 @@ export class Scheduler {
 
   status(): { active_model: string | null; awake_models: string[]; models: ModelStatus[] } {
     const serving = [...this.slots.values()].filter((s) => s.state === 'awake' || s.state === 'draining');
-    const last = this.lastWoken !== null && serving.includes(this.lastWoken) ? this.lastWoken : serving[0];
+    // With one model awake, the awake one (as always); with several, the one used last.
+    const last = serving.reduce<Slot | null>((a, b) => (a === null || b.lastUsed > a.lastUsed ? b : a), null);
     return {
       active_model: last?.name ?? null,
       awake_models: serving.map((s) => s.name),

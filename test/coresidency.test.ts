@@ -76,3 +76,58 @@ describe('three models at 0.45 on one GPU', () => {
     assertNoHazard(d);
   });
 });
+
+const onGpu = (name: string, visible: string, flags = ''): ModelDef => ({ name, env: { CUDA_VISIBLE_DEVICES: visible }, flags });
+
+describe('two GPUs', () => {
+  let d: Daemon;
+  useDaemon((started) => (d = started), {
+    models: [onGpu('a', '0'), onGpu('b', '0'), { ...onGpu('x', '1'), env: { CUDA_VISIBLE_DEVICES: '1', SGLANG_SIM_TOKEN_MS: '20' } }],
+    env: { SGLANG_SIM_GPUS: '2' },
+  });
+
+  test('a long stream on GPU 1 continues untouched while the models of GPU 0 switch, without waiting for it', async () => {
+    // The bootstrap leaves b (GPU 0) and x (GPU 1) awake.
+    assert.deepEqual(await awake(d), ['b', 'x']);
+    const mark = d.ledger().length;
+    const res = await d.post('/v1/chat/completions', { model: 'x', stream: true, max_tokens: 300, messages: [{ role: 'user', content: 'long' }] });
+    assert.equal(res.status, 200);
+    let ended = false;
+    const text = (async () => {
+      let all = '';
+      const reader = res.body!.getReader();
+      for (let r = await reader.read(); !r.done; r = await reader.read()) all += new TextDecoder().decode(r.value);
+      ended = true;
+      return all;
+    })();
+    for (const m of ['a', 'b', 'a', 'b']) await reply(d, m);
+    assert.equal(ended, false, 'four switches on GPU 0 done while x still streams');
+    const ev = d.ledger().slice(mark);
+    assert.equal(count(ev, 'release', 'x') + count(ev, 'pause', 'x'), 0, 'x never paused nor released');
+    assert.ok(count(ev, 'release', 'a') + count(ev, 'release', 'b') >= 3, 'GPU 0 switched');
+    const all = await text;
+    assert.match(all, /data: \[DONE\]/);
+    assert.doesNotMatch(all, /"error"/);
+    assertNoHazard(d);
+  });
+});
+
+describe('a TP=2 model and a model on one of its GPUs', () => {
+  let d: Daemon;
+  useDaemon((started) => (d = started), {
+    models: [{ name: 't', flags: '--tp 2' }, onGpu('m', '1')],
+    env: { SGLANG_SIM_GPUS: '2' },
+  });
+
+  test('are never awake together', async () => {
+    for (const m of ['t', 'm', 't', 'm', 't']) await reply(d, m);
+    // Replay the ledger: the two never hold memory at the same time.
+    const held = new Map<string, number>();
+    for (const e of d.ledger()) {
+      if (e.event !== 'alloc' && e.event !== 'free') continue;
+      held.set(e.model, (held.get(e.model) ?? 0) + (e.event === 'alloc' ? 1 : -1) * (e.mb ?? 0));
+      assert.ok(!((held.get('t') ?? 0) > 0 && (held.get('m') ?? 0) > 0), `both hold memory at ${JSON.stringify(e)}`);
+    }
+    assertNoHazard(d);
+  });
+});
