@@ -195,6 +195,8 @@ function idleSleep(models: readonly ModelView[], now: number, settings: PolicySe
   if (idleMs === null) return { due: null, at };
   for (const m of models) {
     if (m.state !== 'awake' || m.busy || m.inflight > 0 || m.waiting > 0) continue;
+    // One switch at a time per GPU: a job's end kicks the driver.
+    if (models.some((o) => o !== m && o.busy && overlaps(o.gpus, m.gpus))) continue;
     const due = m.lastUsed + idleMs;
     if (now >= due) return { due: m.name, at: null };
     at = at === null ? due : Math.min(at, due);

@@ -576,44 +576,47 @@ export class Scheduler {
       .catch((err: unknown) => {
         log.error(`scheduler: unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
         for (const slot of this.slots.values()) this.failWaiters(slot, modelNotReady(`internal error: ${message(err)}`));
-      })
-      .finally(() => {
-        this.driving = false;
       });
   }
 
   private async drive(): Promise<void> {
-    while (!this.closing) {
-      if (this.ops.length > 0 || this.bootQueue.length > 0) {
-        // Control operations and the bootstrap run alone: the switches under way end first.
-        if (this.jobs > 0) {
-          await this.nextChange();
+    // driving is cleared in the very tick the loop ends (not in a .finally() some microtasks
+    // later): a kick in between, e.g. a second job ending in the same tick, must start it again.
+    try {
+      while (!this.closing) {
+        if (this.ops.length > 0 || this.bootQueue.length > 0) {
+          // Control operations and the bootstrap run alone: the switches under way end first.
+          if (this.jobs > 0) {
+            await this.nextChange();
+            continue;
+          }
+          await this.runOpOrBootStep();
           continue;
         }
-        await this.runOpOrBootStep();
-        continue;
+        for (const slot of this.slots.values()) if (slot.state === 'awake') this.admitWaiters(slot);
+        // Decide first, then change state (lesson 6): while the decision is to wait, awake models
+        // keep serving and admitting.
+        const decision = decide({ now: Date.now(), models: [...this.slots.values()].map((s) => this.view(s)) }, this.policySettings());
+        this.decision = decision;
+        const { action } = decision;
+        if (action.kind === 'switch') {
+          this.startJob(action.from.map((name) => this.slots.get(name)!), this.slots.get(action.to)!, decision.reason);
+          continue;
+        }
+        if (action.kind === 'sleep') {
+          this.startJob([this.slots.get(action.model)!], null, decision.reason);
+          continue;
+        }
+        if (decision.recheckAt === null) return; // a switch ending kicks the driver again
+        // The one timer: a window, a grace, an idle sleep or a backoff ends even in a quiet period
+        // (lesson 7); any event (an arrival, a request ending, a waiter leaving) decides sooner.
+        const timer = setTimeout(() => this.notify(), Math.max(0, decision.recheckAt - Date.now()));
+        timer.unref();
+        await this.nextChange();
+        clearTimeout(timer);
       }
-      for (const slot of this.slots.values()) if (slot.state === 'awake') this.admitWaiters(slot);
-      // Decide first, then change state (lesson 6): while the decision is to wait, awake models
-      // keep serving and admitting.
-      const decision = decide({ now: Date.now(), models: [...this.slots.values()].map((s) => this.view(s)) }, this.policySettings());
-      this.decision = decision;
-      const { action } = decision;
-      if (action.kind === 'switch') {
-        this.startJob(action.from.map((name) => this.slots.get(name)!), this.slots.get(action.to)!, decision.reason);
-        continue;
-      }
-      if (action.kind === 'sleep') {
-        this.startJob([this.slots.get(action.model)!], null, decision.reason);
-        continue;
-      }
-      if (decision.recheckAt === null) return; // a switch ending kicks the driver again
-      // The one timer: a window, a grace, an idle sleep or a backoff ends even in a quiet period
-      // (lesson 7); any event (an arrival, a request ending, a waiter leaving) decides sooner.
-      const timer = setTimeout(() => this.notify(), Math.max(0, decision.recheckAt - Date.now()));
-      timer.unref();
-      await this.nextChange();
-      clearTimeout(timer);
+    } finally {
+      this.driving = false;
     }
   }
 
@@ -719,6 +722,7 @@ export class Scheduler {
     if (await this.wake(slot)) {
       this.started++;
       this.admitWaiters(slot);
+      await slot.memoryMeasured;
     }
   }
 
@@ -766,6 +770,9 @@ export class Scheduler {
     if (await this.wake(target, from)) {
       this.admitWaiters(target);
       report('ok');
+      // Its GPUs stay locked until nvidia-smi has shown what it took: a wake beside it meanwhile
+      // would be counted as its own.
+      await target.memoryMeasured;
     } else {
       report('failed');
     }
@@ -786,7 +793,9 @@ export class Scheduler {
       return false;
     }
     for (const v of victims) this.observer.phase({ model: v.name, phase: 'drain', ok: true, ms: Date.now() - drainStarted });
-    await Promise.all(victims.map((v) => this.release(v)));
+    // One after the other: each waits for its own memory to show free, and on a shared GPU the
+    // drop of one would pass for the other's (hazard 4).
+    for (const v of victims) await this.release(v);
     return true;
   }
 

@@ -70,6 +70,8 @@ const rows: Row[] = [
   { rule: 'a cold start gets its GPUs to itself, even where shares would fit', models: [awake({ share: 0.4, inflight: 0 }), waiting('b', NOW - 1, { share: 0.4, coldStart: true })], expect: { kind: 'switch', from: ['a'], to: 'b' } },
   { rule: 'an unknown placement runs alone', models: [awake({ share: 0.4, inflight: 0 }), waiting('b', NOW - 1, { share: 0.4, gpus: null })], expect: { kind: 'switch', from: ['a'], to: 'b' } },
   { rule: 'an older waiter keeps its GPU from a younger one that would fit more easily', models: [awake({ share: 0.5 }), waiting('c', NOW - 9, { share: 0.5 }), waiting('b', NOW - 1, { share: 0.3 })], expect: { kind: 'wait' }, recheckAt: NOW + 500 },
+  { rule: 'idle sleep waits while another model of its GPU switches (the job\'s end decides again)', settings: { idleSleepMs: 5000 }, models: [awake({ share: 0.4, state: 'waking', busy: true }), awake({ name: 'b', share: 0.4, inflight: 0, lastUsed: NOW - 6000 })], expect: { kind: 'wait' }, recheckAt: null },
+  { rule: 'idle sleep does not wait for a switch on another GPU', settings: { idleSleepMs: 5000 }, models: [awake({ share: 0.4, state: 'waking', busy: true, gpus: [1] }), awake({ name: 'b', share: 0.4, inflight: 0, lastUsed: NOW - 6000 })], expect: { kind: 'sleep', model: 'b' } },
   { rule: 'idle sleep applies to each awake model on its own', settings: { idleSleepMs: 5000 }, models: [awake({ share: 0.4 }), awake({ name: 'b', share: 0.4, inflight: 0, lastUsed: NOW - 6000 })], expect: { kind: 'sleep', model: 'b' } },
 ];
 

@@ -69,7 +69,7 @@ interface Slot {
   readonly gaps: MovingEstimate;
 }
 
-/** A switch under way: its victims drain, then sleep together, then the target wakes. */
+/** A switch under way: its victims drain, then sleep one by one, then the target wakes. */
 interface Job {
   readonly victims: readonly Slot[];
   readonly target: Slot | null;
@@ -217,10 +217,11 @@ export function simulate(models: readonly SimModel[], clients: readonly Client[]
     });
   };
 
-  /** Victims that have drained sleep together (the longest sleep decides), then the target wakes. */
+  /** Victims that have drained sleep one after the other, as the daemon releases them (each
+   * waits for its own memory to show free), then the target wakes. */
   const sleepThenWake = (job: Job): void => {
     for (const v of job.victims) v.state = 'sleeping';
-    agenda.push(now + Math.max(...job.victims.map((v) => v.spec.sleepMs)), () => {
+    agenda.push(now + job.victims.reduce((sum, v) => sum + v.spec.sleepMs, 0), () => {
       for (const v of job.victims) {
         v.sleepCost.add(v.spec.sleepMs);
         v.state = 'asleep';
