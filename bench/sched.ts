@@ -2,8 +2,9 @@
 // fixed 2 s window, on five workloads at three switch costs (issue 11). Every run is replayed
 // by the discrete-event simulation of the policy (bench/lib/sched-sim.ts, the real decide());
 // the short workloads also run end to end, time-scaled, through the daemon against the SGLang
-// simulator. Writes bench/sched-results.json, bench/sched.svg and the scheduling section of
-// bench/RESULTS.md. Options: --e2e-scale F (default 0.2), --no-e2e, --only WORKLOAD,..., --out DIR, --keep (the
+// simulator. Then the co-residency workloads (issue 12: models placed on GPUs with shares,
+// discrete-event only). Writes bench/sched-results.json, bench/sched.svg and the scheduling
+// section of bench/RESULTS.md. Options: --e2e-scale F (default 0.2), --no-e2e, --only WORKLOAD,..., --out DIR, --keep (the
 // daemons' logs)
 // (the traces are read from ../shared/traces, or SGLANGMUX_TRACES).
 import { execFileSync } from 'node:child_process';
@@ -14,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { keepAliveAgent, post } from './lib/load.js';
 import { MuxDaemon, sleep, stopAll } from './lib/procs.js';
+import { coResidency, coTable, type CoFigures } from './lib/coresidency.js';
 import { simulate } from './lib/sched-sim.js';
 import { SLEEP_SHARE, TOKEN_MS, shortWorkloads, simModels, traceWorkload, type Workload } from './lib/sched-workloads.js';
 import { percentile } from './lib/stats.js';
@@ -25,6 +27,8 @@ const POLICIES = ['fifo', 'fixed2s', 'auto'] as const;
 type Policy = (typeof POLICIES)[number];
 /** The daemon's default switch timeout is 60 s; the runs use 600 s so that nobody times out. */
 const SWITCH_TIMEOUT_MS = 600_000;
+/** The daemon's default --gpu-memory-budget. */
+const GPU_BUDGET = 0.9;
 
 interface Figures {
   readonly workload: string;
@@ -46,7 +50,7 @@ interface Figures {
 
 function settings(policy: Policy, scale: number): PolicySettings {
   const fixedWindowMs = policy === 'fifo' ? 0 : policy === 'fixed2s' ? 2000 * scale : null;
-  return { fixedWindowMs, maxWindowMs: (SWITCH_TIMEOUT_MS * scale) / 2, idleSleepMs: null };
+  return { fixedWindowMs, maxWindowMs: (SWITCH_TIMEOUT_MS * scale) / 2, idleSleepMs: null, gpuBudget: GPU_BUDGET };
 }
 
 /** Length of the union of intervals. */
@@ -203,7 +207,7 @@ function svg(des: Figures[]): string {
 const BEGIN = '<!-- bench:sched begin -->';
 const END = '<!-- bench:sched end -->';
 
-function section(des: Figures[], e2e: Figures[], scale: number, workloads: Workload[], commit: string): string {
+function section(des: Figures[], e2e: Figures[], scale: number, workloads: Workload[], commit: string, co: { titles: string[]; rows: CoFigures[] }): string {
   const titles = workloads.map((w) => `- **${w.name}**: ${w.title}${w.endToEnd ? '' : ' (discrete-event only)'}`).join('\n');
   const agree = e2e.map((e) => {
     const d = des.find((f) => f.workload === e.workload && f.costMs === e.costMs && f.policy === e.policy)!;
@@ -239,6 +243,17 @@ the serving share is derived the same way), next to the discrete-event figures
 | workload | switch cost | policy | time (s) | p99 latency (s) | switches | serving | errors |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${agree}
+
+### Several models awake where they fit (issue 12)
+
+The policy above with models placed on GPUs (src/fit.ts, docs/scheduling.md "Several models
+awake", budget ${GPU_BUDGET}), discrete-event, against the same traffic with one model awake per
+host (every model taking the one GPU whole: sglangmux before it planned by placement). Wakes and
+sleeps after the bootstrap (which leaves the last model on each GPU awake).
+
+${co.titles.join('\n')}
+
+${coTable(co.rows)}
 ${END}
 `;
 }
@@ -255,6 +270,8 @@ async function main(): Promise<void> {
   const only = opt('--only')?.split(',');
   const workloads = [...shortWorkloads(), traceWorkload(process.env['SGLANGMUX_TRACES'] ?? traces)]
     .filter((w) => !only || only.includes(w.name));
+  const co = coResidency(COSTS_MS, settings('auto', 1));
+  console.log(coTable(co.rows));
   const des: Figures[] = [];
   for (const w of workloads) for (const c of COSTS_MS) for (const p of POLICIES) des.push(runDes(w, c, p));
   console.log(table(des));
@@ -277,7 +294,7 @@ async function main(): Promise<void> {
       else rmSync(dir, { recursive: true, force: true });
     }
   }
-  writeFileSync(join(out, 'sched-results.json'), JSON.stringify({ scale, des, e2e }, null, 1) + '\n');
+  writeFileSync(join(out, 'sched-results.json'), JSON.stringify({ scale, des, e2e, coResidency: co.rows }, null, 1) + '\n');
   writeFileSync(join(out, 'sched.svg'), svg(des));
   const resultsPath = join(out, 'RESULTS.md');
   let results = '';
@@ -287,7 +304,7 @@ async function main(): Promise<void> {
     // a fresh output directory
   }
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, encoding: 'utf8' }).trim();
-  const text = section(des, e2e, scale, workloads, commit);
+  const text = section(des, e2e, scale, workloads, commit, co);
   const b = results.indexOf(BEGIN);
   const e = results.indexOf(END);
   results = b >= 0 && e > b ? results.slice(0, b) + text + results.slice(e + END.length + 1) : `${results.trimEnd()}\n\n${text}`;

@@ -15,6 +15,8 @@ export interface Options {
   readonly minActiveSecs: number | null;
   readonly idleSleepSecs: number | null;
   readonly lazy: boolean;
+  /** The share of each GPU the models awake on it may declare together. */
+  readonly gpuMemoryBudget: number;
   readonly logDir: string;
   readonly scripts: readonly string[];
   // Auth, CORS and keepalive (README: "Auth, metrics and control").
@@ -47,8 +49,9 @@ const OPTIONS: readonly OptionSpec[] = [
   { flag: 'model-ready-timeout-secs', group: 'Timeouts and scheduling', value: 'SECS', default: '120', describe: 'Limit for a model server to start and become ready' },
   { flag: 'model-switch-timeout-secs', group: 'Timeouts and scheduling', value: 'SECS', default: '60', describe: 'Limit for a request to wait for its model, and for each sleep/wake call' },
   { flag: 'min-active-secs', group: 'Timeouts and scheduling', value: 'SECS', defaultText: 'automatic', describe: 'After a wake, how long a busy model keeps serving (and taking new requests) before it yields to requests waiting for another model. Automatic: one measured switch cost, and an idle model yields sooner (see docs/scheduling.md). Given: a fixed window; 0 = first come, first served' },
-  { flag: 'idle-sleep-secs', group: 'Timeouts and scheduling', value: 'SECS', defaultText: 'never', describe: 'Put the awake model to sleep after this long with no request in flight or waiting' },
+  { flag: 'idle-sleep-secs', group: 'Timeouts and scheduling', value: 'SECS', defaultText: 'never', describe: 'Put an awake model to sleep after it has had no request in flight or waiting this long' },
   { flag: 'lazy', group: 'Timeouts and scheduling', describe: 'Start each model on its first request instead of at start-up' },
+  { flag: 'gpu-memory-budget', group: 'Timeouts and scheduling', value: 'FRACTION', default: '0.9', describe: 'Models stay awake together on a GPU while their --mem-fraction-static shares add up to at most this; the rest of the GPU is left for their CUDA contexts and activations (see README: where each model lives)' },
   { flag: 'api-key', group: 'Security', value: 'KEY', env: 'SGLANGMUX_API_KEY', describe: 'Require Authorization: Bearer <key> on inference routes (the variable stays out of `ps`)' },
   { flag: 'admin-api-key', group: 'Security', value: 'KEY', env: 'SGLANGMUX_ADMIN_API_KEY', describe: 'Require Authorization: Bearer <key> on the control API and /metrics; without it the control API answers only on a loopback listener' },
   { flag: 'cors-origin', group: 'Security', value: 'ORIGIN', repeatable: true, describe: 'Answer browser requests from this origin with CORS headers (repeatable; * for any)' },
@@ -96,6 +99,12 @@ function positive(name: string, text: string): number {
 function nonNegative(name: string, text: string): number {
   const value = decimal(text);
   if (!(value >= 0)) throw new UsageError(`--${name} must be a number >= 0, got '${text}'`);
+  return value;
+}
+
+function fraction(name: string, text: string): number {
+  const value = decimal(text);
+  if (!(value > 0 && value <= 1)) throw new UsageError(`--${name} must be a fraction above 0 and at most 1, got '${text}'`);
   return value;
 }
 
@@ -202,6 +211,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     minActiveSecs: minActive === undefined ? null : nonNegative('min-active-secs', minActive),
     idleSleepSecs: idleSleep === undefined ? null : positive('idle-sleep-secs', idleSleep),
     lazy: parsed.lazy === true,
+    gpuMemoryBudget: fraction('gpu-memory-budget', defaulted('gpu-memory-budget')),
     logDir: defaulted('log-dir'),
     scripts,
     apiKey: key('api-key', text('api-key'), env.SGLANGMUX_API_KEY),

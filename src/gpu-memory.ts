@@ -23,13 +23,25 @@ const STALL_MS = 5000;
 const NOT_CHECKING = 'not checking that released GPU memory is free before a wake';
 const STOP_GRACE_MS = 2000;
 
-/** Memory in use over all GPUs, and when the oldest of the per-GPU values in it was sampled. */
+/** Memory in use on some GPUs, and when the oldest of the per-GPU values in it was sampled. */
 interface Reading {
   readonly mb: number;
   readonly at: number;
   /** Memory of the GPU(s), when nvidia-smi tells. */
   readonly totalMb: number | null;
+  /** The least free memory of one of the GPUs, when nvidia-smi tells. */
+  readonly minFreeMb: number | null;
 }
+
+/** One GPU's latest line. */
+interface Sample {
+  readonly mb: number;
+  readonly at: number;
+  readonly totalMb: number | null;
+}
+
+/** Which GPUs a question is about: physical indices as nvidia-smi numbers them; null: all. */
+export type Gpus = readonly number[] | null;
 
 /** idle: not running (not needed yet, or ended: started again when needed); unavailable: not
  * installed, reports no memory figure, or the daemon is stopping. */
@@ -63,32 +75,48 @@ export class GpuMemory {
   private lastLineAt = 0;
   /** When a sampler that had given readings last ended. */
   private lastEndAt = 0;
-  private readonly perGpu = new Map<string, Reading>();
+  private readonly perGpu = new Map<string, Sample>();
   /** Called on every new line and when the sampler stops; each returns true when done. */
   private readonly watchers = new Set<() => boolean>();
 
   constructor(private readonly command = 'nvidia-smi') {}
 
-  /** MiB in use over all GPUs, sampled at or after `since` (epoch ms; 0: the latest), or null
-   * when nvidia-smi cannot tell. */
-  async used(since = 0): Promise<number | null> {
-    const reading = await this.waitFor((r) => r.at >= since, READING_TIMEOUT_MS);
+  /** MiB in use on `gpus` together, sampled at or after `since` (epoch ms; 0: the latest), or
+   * null when nvidia-smi cannot tell. */
+  async used(since = 0, gpus: Gpus = null): Promise<number | null> {
+    const reading = await this.waitFor(gpus, (r) => r.at >= since, READING_TIMEOUT_MS);
     return reading?.mb ?? null;
   }
 
-  /** MiB free over all GPUs, sampled at or after `since`, or null when nvidia-smi cannot tell. */
-  async free(since = 0): Promise<number | null> {
-    const reading = await this.waitFor((r) => r.at >= since, READING_TIMEOUT_MS);
-    return reading === null || reading.totalMb === null ? null : reading.totalMb - reading.mb;
+  /** MiB free, sampled at or after `since`: over all GPUs (`gpus` null), else the least free on
+   * one of `gpus` (a model's ranks each need their part on their own GPU). Null when nvidia-smi
+   * cannot tell. */
+  async free(since = 0, gpus: Gpus = null): Promise<number | null> {
+    const reading = await this.waitFor(gpus, (r) => r.at >= since, READING_TIMEOUT_MS);
+    if (reading === null || reading.totalMb === null) return null;
+    return gpus === null ? reading.totalMb - reading.mb : reading.minFreeMb;
   }
 
-  /** Waits until a reading sampled after `since` (when the memory was let go) shows less in use
-   * than `before`, up to `timeoutMs`; then goes on with a warning. */
-  async waitBelow(before: number | null, since: number, timeoutMs: number, what: string): Promise<void> {
+  /** The memory of one of `gpus` (the smallest), or null when nvidia-smi cannot tell. */
+  async totalMb(gpus: readonly number[]): Promise<number | null> {
+    const reading = await this.waitFor(gpus, () => true, READING_TIMEOUT_MS);
+    if (reading === null || reading.totalMb === null) return null;
+    return Math.min(...gpus.map((g) => this.perGpu.get(String(g))?.totalMb ?? Infinity));
+  }
+
+  /** The latest reading of each GPU, for metrics (empty while nvidia-smi is not running). */
+  perGpuNow(): { gpu: number; usedMb: number; totalMb: number | null }[] {
+    if (!this.complete) return [];
+    return [...this.perGpu].map(([index, r]) => ({ gpu: Number(index), usedMb: r.mb, totalMb: r.totalMb }));
+  }
+
+  /** Waits until a reading of `gpus` sampled after `since` (when the memory was let go) shows
+   * less in use than `before`, up to `timeoutMs`; then goes on with a warning. */
+  async waitBelow(before: number | null, since: number, timeoutMs: number, what: string, gpus: Gpus = null): Promise<void> {
     if (before === null) return;
-    const freed = await this.waitFor((r) => r.at >= since && r.mb < before, timeoutMs);
+    const freed = await this.waitFor(gpus, (r) => r.at >= since && r.mb < before, timeoutMs);
     if (freed !== null || this.state !== 'running') return; // not running: said when given up
-    const now = this.latest();
+    const now = this.latest(gpus);
     log.warn(now === null
       ? `cannot tell whether the GPU memory of ${what} is free (nvidia-smi gave no reading); going on`
       : `GPU memory still ${now.mb} MiB ${timeoutMs} ms after ${what} (was ${before} MiB); going on`);
@@ -106,26 +134,33 @@ export class GpuMemory {
     }));
   }
 
-  private latest(): Reading | null {
+  /** The latest reading of `gpus` together; null before every GPU was printed once, or when one
+   * of `gpus` is not among them (then nvidia-smi cannot tell about it). */
+  private latest(gpus: Gpus): Reading | null {
     if (!this.complete) return null;
     let mb = 0;
     let at = Infinity;
     let totalMb: number | null = 0;
-    for (const r of this.perGpu.values()) {
+    let minFreeMb: number | null = Infinity;
+    const readings = gpus === null ? [...this.perGpu.values()] : gpus.map((g) => this.perGpu.get(String(g)));
+    for (const r of readings) {
+      if (r === undefined) return null;
       mb += r.mb;
       at = Math.min(at, r.at);
       totalMb = totalMb === null || r.totalMb === null ? null : totalMb + r.totalMb;
+      minFreeMb = minFreeMb === null || r.totalMb === null ? null : Math.min(minFreeMb, r.totalMb - r.mb);
     }
-    return { mb, at, totalMb };
+    return { mb, at, totalMb, minFreeMb };
   }
 
-  /** The first reading (the latest, or one still to come) that satisfies `ok`; null on timeout
-   * or when nvidia-smi cannot tell. */
-  private waitFor(ok: (r: Reading) => boolean, timeoutMs: number): Promise<Reading | null> {
+  /** The first reading of `gpus` (the latest, or one still to come) that satisfies `ok`; null on
+   * timeout or when nvidia-smi cannot tell. */
+  private waitFor(gpus: Gpus, ok: (r: Reading) => boolean, timeoutMs: number): Promise<Reading | null> {
     this.ensureRunning();
     return new Promise((resolve) => {
       const check = (): boolean => {
-        const r = this.latest();
+        const r = this.latest(gpus);
+        if (r === null && this.complete) return finish(null); // a GPU nvidia-smi does not show
         if (r !== null && ok(r)) return finish(r);
         if (this.state !== 'running') return finish(null);
         return false;

@@ -78,7 +78,7 @@ async function main(): Promise<void> {
 
   // Metrics read the scheduler's details at scrape time and observe its switches; so does the
   // dashboard's event feed.
-  const metrics: Metrics = new Metrics(() => scheduler.details());
+  const metrics: Metrics = new Metrics(() => scheduler.details(), () => scheduler.gpuStatus());
   const events = new EventFeed();
   const scheduler: Scheduler = new Scheduler(specs, {
     readyTimeoutMs: opts.modelReadyTimeoutSecs * 1000,
@@ -89,6 +89,7 @@ async function main(): Promise<void> {
     stopGraceMs: STOP_GRACE_MS,
     idleSleepMs: opts.idleSleepSecs === null ? null : opts.idleSleepSecs * 1000,
     lazy: opts.lazy,
+    gpuBudget: opts.gpuMemoryBudget,
     observer: schedulerReports(metrics, events),
   });
   const app = createApp(scheduler, {

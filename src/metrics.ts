@@ -3,7 +3,7 @@
 // switch, phase and process start (SchedulerObserver). Queue depth, in-flight requests and the
 // model state are read from the scheduler when scraped, so they are never stale.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ModelDetail, ModelState, SchedulerObserver } from './scheduler.js';
+import type { GpuStatus, ModelDetail, ModelState, SchedulerObserver } from './scheduler.js';
 
 export const METRICS_PREFIX = 'sglangmux_';
 
@@ -49,8 +49,8 @@ export class Metrics implements RequestMetrics, SchedulerObserver {
   private readonly phases: Histogram<'model' | 'phase' | 'result'>;
   private readonly restarts: Counter<'model'>;
 
-  /** `details` is read at every scrape (the scheduler's details()). */
-  constructor(details: () => readonly ModelDetail[]) {
+  /** `details` and `gpus` are read at every scrape (the scheduler's details() and gpuStatus()). */
+  constructor(details: () => readonly ModelDetail[], gpus: () => readonly GpuStatus[]) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: METRICS_PREFIX });
     this.requests = new Counter({
@@ -134,6 +134,27 @@ export class Metrics implements RequestMetrics, SchedulerObserver {
         }
       },
     });
+
+    // Per-GPU figures: what the scheduler plans there, and what nvidia-smi shows.
+    const perGpu = (name: string, help: string, value: (g: GpuStatus) => number | null): void => {
+      new Gauge({
+        name: `${METRICS_PREFIX}${name}`,
+        help,
+        labelNames: ['gpu'],
+        registers,
+        collect() {
+          this.reset();
+          for (const g of gpus()) {
+            const v = value(g);
+            if (v !== null) this.set({ gpu: String(g.gpu) }, v);
+          }
+        },
+      });
+    };
+    const MIB = 1024 * 1024;
+    perGpu('gpu_planned_share', 'Sum of the --mem-fraction-static shares of the models holding memory on the GPU (a model without one counts 1)', (g) => g.plannedShare);
+    perGpu('gpu_memory_used_bytes', 'GPU memory in use, as nvidia-smi last showed it (absent without nvidia-smi)', (g) => (g.usedMb === null ? null : g.usedMb * MIB));
+    perGpu('gpu_memory_total_bytes', 'GPU memory, as nvidia-smi shows it (absent without nvidia-smi)', (g) => (g.totalMb === null ? null : g.totalMb * MIB));
   }
 
   /** The exposition text and its content type. */

@@ -1,8 +1,10 @@
 // What the switch scheduler does next, as a pure function of the models' states, queues,
-// measured costs and the clock (docs/scheduling.md, "When to switch"). No timers, no logging,
-// no clock reads: the driver in scheduler.ts passes `now`, carries out the action and arms one
-// timer for `recheckAt`; tests and the benchmark's discrete-event simulation step `now` by hand.
+// placements, measured costs and the clock (docs/scheduling.md, "When to switch" and "Several
+// models awake"). No timers, no logging, no clock reads: the driver in scheduler.ts passes `now`,
+// carries the action out (several switches on disjoint GPUs may run at once) and arms one timer
+// for `recheckAt`; tests and the benchmark's discrete-event simulation step `now` by hand.
 import type { ModelState } from './scheduler.js';
+import { makeRoom, overlaps } from './fit.js';
 
 /** One model as the policy sees it. */
 export interface ModelView {
@@ -26,6 +28,16 @@ export interface ModelView {
   readonly wakeMs: number | null;
   /** Moving estimate of the gap between its requests (idle to the next arrival), ms; null until seen. */
   readonly gapMs: number | null;
+  /** Physical GPUs it runs on; null: unknown (planned as if it took every GPU). */
+  readonly gpus: readonly number[] | null;
+  /** The share of each of its GPUs it is planned with (the larger of its `--mem-fraction-static`
+   * and what it was measured to take); null: the whole GPU. */
+  readonly share: number | null;
+  /** Part of a switch under way (a victim, or the model being woken): its GPUs are locked. */
+  readonly busy: boolean;
+  /** Waking it is a cold start (no process to resume). SGLang sizes its memory from what is
+   * free at start, so a start gets its GPUs to itself. */
+  readonly coldStart: boolean;
 }
 
 export interface PolicySettings {
@@ -36,6 +48,8 @@ export interface PolicySettings {
   readonly maxWindowMs: number;
   /** `--idle-sleep-secs` in ms (null: never). */
   readonly idleSleepMs: number | null;
+  /** `--gpu-memory-budget`: the sum of the shares of the models awake on one GPU stays within it. */
+  readonly gpuBudget: number;
 }
 
 export interface PolicyInput {
@@ -45,7 +59,8 @@ export interface PolicyInput {
 }
 
 export type Action =
-  | { readonly kind: 'switch'; readonly from: string | null; readonly to: string }
+  /** Put `from` to sleep (none: `to` fits beside the models awake), then wake `to`. */
+  | { readonly kind: 'switch'; readonly from: readonly string[]; readonly to: string }
   | { readonly kind: 'sleep'; readonly model: string }
   | { readonly kind: 'wait' };
 
@@ -55,6 +70,8 @@ export interface Decision {
   readonly reason: string;
   /** Decide again at this time if nothing else happens first (null: only on an event). */
   readonly recheckAt: number | null;
+  /** Why each model with waiters that is not being woken still waits (for its waiters' 503). */
+  readonly waits: ReadonlyMap<string, string>;
 }
 
 /** The automatic window is this many times the measured cost of the switch it delays. */
@@ -67,8 +84,9 @@ export const MIN_GAP_MS = 5;
 /** ...but only if that hold is below this share of the switch cost; otherwise it yields at once. */
 export const GRACE_MAX_COST_SHARE = 0.5;
 
-/** States in which a model may hold GPU memory (one GPU: at most one model is in them). */
-const HOLDING: ReadonlySet<ModelState> = new Set(['starting', 'awake', 'draining', 'sleeping', 'waking']);
+
+/** States in which a model may hold GPU memory. */
+export const HOLDING: ReadonlySet<ModelState> = new Set(['starting', 'awake', 'draining', 'sleeping', 'waking']);
 
 /** The measured cost, ms, of putting `from` to sleep and waking `to`. A part not measured yet
  * for its model is taken from the other model (both run on this host), else counts 0. */
@@ -92,54 +110,96 @@ export function windowMs(costMs: number, settings: PolicySettings): number {
 
 const secs = (ms: number): string => `${Math.round(ms)} ms`;
 
+/** Whether an awake model may be put to sleep now for `target` (rules 4-6), else when it may. */
+type Yield = { readonly now: true; readonly reason: string } | { readonly now: false; readonly reason: string; readonly at: number };
+
+function mayYield(victim: ModelView, target: ModelView, now: number, settings: PolicySettings): Yield {
+  if (!victim.servedSinceWake) return { now: true, reason: `${victim.name} has served nothing since its wake` };
+  const cost = switchCostMs(victim, target);
+  const window = windowMs(cost, settings);
+  const windowEnds = victim.awakeSince + window;
+  const why = settings.fixedWindowMs === null ? `its window of ${secs(window)} (switch cost ${secs(cost)})` : `its fixed window of ${secs(window)}`;
+  if (now >= windowEnds) return { now: true, reason: `${victim.name} has used ${why}` };
+  if (settings.fixedWindowMs === null && victim.inflight === 0 && victim.waiting === 0) {
+    // Work-conserving: an idle model yields after its grace, inside its window too.
+    const grace = graceMs(victim, cost);
+    const graceEnds = victim.lastUsed + grace;
+    if (now >= graceEnds) return { now: true, reason: `${victim.name} is idle (grace ${secs(grace)})` };
+    return { now: false, reason: `${victim.name} is idle, held ${secs(grace)} for its next request`, at: Math.min(graceEnds, windowEnds) };
+  }
+  return { now: false, reason: `${victim.name} is serving ${victim.inflight} request(s) within ${why}`, at: windowEnds };
+}
+
+/** What waking `target` needs now: victims to put to sleep first (none: it fits), or a reason
+ * to wait with the time to look again (null: on an event). */
+type Plan = { readonly go: true; readonly victims: readonly ModelView[]; readonly reason: string } | { readonly go: false; readonly reason: string; readonly at: number | null };
+
+function plan(target: ModelView, models: readonly ModelView[], now: number, settings: PolicySettings): Plan {
+  const room = makeRoom(target, models, settings.gpuBudget);
+  if (!room.ok) return { go: false, reason: room.blocked, at: null };
+  if (room.victims.length === 0) {
+    const beside = models.filter((m) => m !== target && m.state === 'awake');
+    const where = beside.length === 0 ? 'its GPUs are free' : `it fits beside ${beside.map((m) => m.name).join(', ')}`;
+    return { go: true, victims: [], reason: `${where} and ${target.name} has ${target.waiting} waiting` };
+  }
+  const verdicts = room.victims.map((v) => mayYield(v, target, now, settings));
+  const pending = verdicts.filter((v): v is Extract<Yield, { now: false }> => !v.now);
+  if (pending.length === 0) return { go: true, victims: room.victims, reason: verdicts.map((v) => v.reason).join('; ') };
+  // Every victim must be free to go: look again when the last of them is.
+  return { go: false, reason: pending.map((v) => v.reason).join('; '), at: Math.max(...pending.map((v) => v.at)) };
+}
+
 export function decide(input: PolicyInput, settings: PolicySettings): Decision {
-  const { now } = input;
-  const holder = input.models.find((m) => HOLDING.has(m.state)) ?? null;
-  // Longest waiter first, among models that may be woken now (not in backoff).
-  let target: ModelView | null = null;
-  let backoffEnds: number | null = null;
-  for (const m of input.models) {
-    if (m.oldestSince === null || m === holder) continue;
-    if (m.retryAt > now) {
-      backoffEnds = Math.min(backoffEnds ?? m.retryAt, m.retryAt);
+  const { now, models } = input;
+  const waits = new Map<string, string>();
+  let recheckAt: number | null = null;
+  const later = (at: number | null): void => {
+    if (at !== null) recheckAt = recheckAt === null ? at : Math.min(recheckAt, at);
+  };
+  // Longest waiter first. A waiter that cannot be served yet keeps its GPUs from younger ones
+  // (no starvation by a model that fits more easily); models on other GPUs go on.
+  const targets = models
+    .filter((m) => m.oldestSince !== null && !HOLDING.has(m.state) && !m.busy)
+    .sort((a, b) => a.oldestSince! - b.oldestSince!);
+  const held: ModelView[] = [];
+  for (const target of targets) {
+    if (target.retryAt > now) {
+      waits.set(target.name, `${target.name} is backed off after failures`);
+      later(target.retryAt);
       continue;
     }
-    if (!target || m.oldestSince < target.oldestSince!) target = m;
+    const ahead = held.find((m) => overlaps(m.gpus, target.gpus));
+    if (ahead) {
+      waits.set(target.name, `${ahead.name} waits longer for the same GPUs (${waits.get(ahead.name)})`);
+      continue;
+    }
+    const p = plan(target, models, now, settings);
+    if (p.go) {
+      return { action: { kind: 'switch', from: p.victims.map((v) => v.name), to: target.name }, reason: p.reason, recheckAt: null, waits };
+    }
+    waits.set(target.name, p.reason);
+    later(p.at);
+    held.push(target);
   }
-  if (!target) return nothingToWake(holder, now, settings, backoffEnds);
-  if (!holder) return switchTo(null, target, `the GPU is free and ${target.name} has ${target.waiting} waiting`);
-  if (holder.state !== 'awake') {
-    return { action: { kind: 'wait' }, reason: `${holder.name} is ${holder.state}`, recheckAt: null };
-  }
-  if (!holder.servedSinceWake) return switchTo(holder, target, `${holder.name} has served nothing since its wake`);
-
-  const cost = switchCostMs(holder, target);
-  const window = windowMs(cost, settings);
-  const windowEnds = holder.awakeSince + window;
-  const why = settings.fixedWindowMs === null ? `its window of ${secs(window)} (switch cost ${secs(cost)})` : `its fixed window of ${secs(window)}`;
-  if (now >= windowEnds) return switchTo(holder, target, `${holder.name} has used ${why}`);
-  if (settings.fixedWindowMs === null && holder.inflight === 0 && holder.waiting === 0) {
-    // Work-conserving: an idle model yields after its grace, inside its window too.
-    const grace = graceMs(holder, cost);
-    const graceEnds = holder.lastUsed + grace;
-    if (now >= graceEnds) return switchTo(holder, target, `${holder.name} is idle (grace ${secs(grace)})`);
-    return { action: { kind: 'wait' }, reason: `${holder.name} is idle, held ${secs(grace)} for its next request`, recheckAt: Math.min(graceEnds, windowEnds) };
-  }
-  return { action: { kind: 'wait' }, reason: `${holder.name} is serving ${holder.inflight} request(s) within ${why}`, recheckAt: windowEnds };
+  const idle = idleSleep(models, now, settings);
+  if (idle.due) return { action: { kind: 'sleep', model: idle.due }, reason: `idle for ${secs(settings.idleSleepMs ?? 0)}`, recheckAt: null, waits };
+  later(idle.at);
+  const first = waits.values().next();
+  return { action: { kind: 'wait' }, reason: first.done ? 'nobody waits' : first.value, recheckAt, waits };
 }
 
-function switchTo(from: ModelView | null, to: ModelView, reason: string): Decision {
-  return { action: { kind: 'switch', from: from?.name ?? null, to: to.name }, reason, recheckAt: null };
-}
-
-/** Nobody can be woken now: idle sleep of the awake model, or wait for a backoff to end. */
-function nothingToWake(holder: ModelView | null, now: number, settings: PolicySettings, backoffEnds: number | null): Decision {
+/** With `--idle-sleep-secs`: an awake model with nothing in flight or queued that long sleeps. */
+function idleSleep(models: readonly ModelView[], now: number, settings: PolicySettings): { due: string | null; at: number | null } {
   const idleMs = settings.idleSleepMs;
-  const waitFor = backoffEnds === null ? 'nobody waits' : 'a waiting model is backed off after failures';
-  if (holder?.state !== 'awake' || idleMs === null || holder.inflight > 0) {
-    return { action: { kind: 'wait' }, reason: waitFor, recheckAt: backoffEnds };
+  let at: number | null = null;
+  if (idleMs === null) return { due: null, at };
+  for (const m of models) {
+    if (m.state !== 'awake' || m.busy || m.inflight > 0 || m.waiting > 0) continue;
+    // One switch at a time per GPU: a job's end kicks the driver.
+    if (models.some((o) => o !== m && o.busy && overlaps(o.gpus, m.gpus))) continue;
+    const due = m.lastUsed + idleMs;
+    if (now >= due) return { due: m.name, at: null };
+    at = at === null ? due : Math.min(at, due);
   }
-  const due = holder.lastUsed + idleMs;
-  if (now >= due) return { action: { kind: 'sleep', model: holder.name }, reason: `idle for ${secs(idleMs)}`, recheckAt: null };
-  return { action: { kind: 'wait' }, reason: waitFor, recheckAt: Math.min(due, backoffEnds ?? due) };
+  return { due: null, at };
 }

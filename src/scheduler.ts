@@ -1,8 +1,9 @@
-// The switch scheduler: the one owner of every model's state. At most one model holds GPU memory
-// at a time. Requests take a lease on an awake model; a single driver task (never a client's
-// request, so no client can cancel it halfway) performs bootstrap and switches one step at a time:
-// drain the active model, confirm it idle, put it to sleep, and only then wake the next one.
-// Every state change happens in this file, through setState().
+// The switch scheduler: the one owner of every model's state. Models are awake together where
+// their GPU shares fit (src/fit.ts). Requests take a lease on an awake model; a driver task (never
+// a client's request, so no client can cancel it halfway) performs the bootstrap and starts the
+// switches the policy decides: drain the victims, confirm them idle, put them to sleep, and only
+// then wake the target. Switches on disjoint GPUs run at the same time; one GPU sees one switch
+// at a time. Every state change happens in this file, through setState().
 import { ApiError, modelNotReady } from './errors.js';
 import type { ModelSpec } from './launch-script.js';
 import { log } from './log.js';
@@ -11,7 +12,8 @@ import { ModelProcess, describeExit, type ExitInfo } from './model-process.js';
 import { ModelServer, ServerAuthError } from './model-server.js';
 import { releaseServer, resumeServer } from './server-sequences.js';
 import { MovingEstimate } from './estimate.js';
-import { decide, type Decision, type ModelView, type PolicySettings } from './policy.js';
+import { decide, HOLDING, type Decision, type ModelView, type PolicySettings } from './policy.js';
+import { overlaps } from './fit.js';
 
 /**
  * stopped  no process (never started, or stopped to free the GPU without the memory saver)
@@ -41,6 +43,8 @@ export interface SchedulerOptions {
   readonly idleSleepMs: number | null;
   /** Start each model on its first request instead of at bootstrap. */
   readonly lazy: boolean;
+  /** `--gpu-memory-budget`: the shares of the models awake on one GPU add up to at most this. */
+  readonly gpuBudget: number;
   readonly observer?: SchedulerObserver;
 }
 
@@ -93,6 +97,16 @@ export interface ModelDetail extends ModelStatus {
   readonly failures: number;
 }
 
+/** One GPU as the metrics show it. */
+export interface GpuStatus {
+  readonly gpu: number;
+  /** The shares of the models holding memory on it (a model without one counts 1). */
+  readonly plannedShare: number;
+  /** In use and its size, as nvidia-smi last showed them (null: it does not tell). */
+  readonly usedMb: number | null;
+  readonly totalMb: number | null;
+}
+
 /** Thrown to a waiter whose client went away: there is nobody to answer. */
 export class ClientGone extends Error {
   constructor() {
@@ -115,6 +129,9 @@ const READY_POLL_MS = 25;
 /** Headroom over what a model took at its last wake before resuming it: the larger of these. */
 const RESUME_MARGIN_MB = 64;
 const RESUME_MARGIN = 0.05;
+/** A measured share this far above the declared one is still the declared one (MiB rounding,
+ * allocator slack). */
+const SHARE_TOLERANCE = 0.01;
 const MAX_BACKOFF_MS = 30_000;
 /** Longer silences count as this long in a model's request-gap estimate (one lull must not
  * hide its traffic's rhythm for long). */
@@ -149,6 +166,8 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 class Slot {
   state: ModelState = 'stopped';
   inflight = 0;
+  /** Part of a switch under way (a victim, or the model being woken): its GPUs are locked. */
+  busy = false;
   readonly waiters: Waiter[] = [];
   lastError: string | null = null;
   /** Consecutive failed starts, wakes or crashes; reset by a successful start or wake. */
@@ -161,8 +180,11 @@ class Slot {
   lastUsed = 0;
   /** A request (not a preload) was admitted since it woke: its active window protects someone. */
   servedSinceWake = false;
-  /** GPU memory it took at its last wake, as nvidia-smi showed it (null: unknown). */
+  /** GPU memory it took at its last wake on its GPUs, as nvidia-smi showed it (null: unknown). */
   memoryMb: number | null = null;
+  /** The share of each GPU it was measured to take, where that is above its declared share
+   * (null: none measured above): planned with from then on. */
+  measuredShare: number | null = null;
   /** What putting it to sleep and waking it cost on this host, and its requests' rhythm (the
    * policy's inputs). */
   readonly sleepCost = new MovingEstimate();
@@ -192,6 +214,11 @@ class Slot {
   get name(): string {
     return this.spec.name;
   }
+
+  /** Physical GPUs it runs on (null: unknown, planned as every GPU). */
+  get gpus(): readonly number[] | null {
+    return this.spec.placement.gpus;
+  }
 }
 
 /** What /health and the model list show of a model (the control API shows more). */
@@ -208,8 +235,8 @@ function statusOf(s: Slot): ModelStatus {
 
 export class Scheduler {
   private readonly slots = new Map<string, Slot>();
-  /** The model that may hold GPU memory (starting, awake, draining, sleeping or waking), if any. */
-  private active: Slot | null = null;
+  /** Switches under way (each on GPUs no other one touches). */
+  private jobs = 0;
   private driving = false;
   private closing = false;
   private readonly bootQueue: Slot[] = [];
@@ -286,31 +313,45 @@ export class Scheduler {
     });
   }
 
+  /** Every GPU a model is placed on or nvidia-smi shows, with what is planned and in use there. */
+  gpuStatus(): GpuStatus[] {
+    const planned = new Map<number, number>();
+    for (const slot of this.slots.values()) {
+      const share = HOLDING.has(slot.state) ? (this.plannedShare(slot) ?? 1) : 0;
+      for (const g of slot.gpus ?? []) planned.set(g, (planned.get(g) ?? 0) + share);
+    }
+    const readings = this.gpu.perGpuNow();
+    for (const r of readings) if (!planned.has(r.gpu)) planned.set(r.gpu, 0);
+    return [...planned].sort(([a], [b]) => a - b).map(([gpu, plannedShare]) => {
+      const r = readings.find((x) => x.gpu === gpu);
+      return { gpu, plannedShare, usedMb: r?.usedMb ?? null, totalMb: r?.totalMb ?? null };
+    });
+  }
+
   /** Wakes `model` through the same queue and policy as a request. */
   async preload(model: string, signal: AbortSignal): Promise<void> {
     (await this.acquire(model, signal, false)).release();
   }
 
-  /** Puts `model` to sleep if it is the awake one (draining it first); otherwise nothing. */
+  /** Puts `model` to sleep if it is awake (draining it first); otherwise nothing. */
   sleep(model: string): Promise<void> {
     return this.operate(model, async (slot) => {
-      if (slot === this.active && slot.state === 'awake') await this.putToSleep(slot, null);
+      if (slot.state === 'awake') await this.putToSleep([slot], null);
     });
   }
 
-  /** Stops the model's process group (draining it first if awake) and starts it again as the
-   * awake model. */
+  /** Stops the model's process group (draining it first if awake) and starts it again awake,
+   * with the models on its GPUs asleep (a start gets its GPUs to itself). */
   restart(model: string): Promise<void> {
     return this.operate(model, async (slot) => {
-      if (slot === this.active) {
+      if (slot.state === 'awake') {
         this.setState(slot, 'draining');
         await this.until(() => slot.inflight === 0);
       }
       await this.freeing(slot, 'was stopped', () => this.stopModel(slot, 'stopped'));
-      if (this.active === slot) this.active = null;
       slot.failures = 0;
       slot.retryAt = 0;
-      if (this.active) await this.putToSleep(this.active, null);
+      await this.clearGpusOf(slot);
       if (!(await this.wake(slot))) throw modelNotReady(slot.lastError ?? `${model} did not restart`);
       this.admitWaiters(slot);
     });
@@ -362,11 +403,13 @@ export class Scheduler {
     return report;
   }
 
-  status(): { active_model: string | null; models: ModelStatus[] } {
-    const active = this.active;
-    const holding = active && (active.state === 'awake' || active.state === 'draining');
+  status(): { active_model: string | null; awake_models: string[]; models: ModelStatus[] } {
+    const serving = [...this.slots.values()].filter((s) => s.state === 'awake' || s.state === 'draining');
+    // With one model awake, the awake one (as always); with several, the one used last.
+    const last = serving.reduce<Slot | null>((a, b) => (a === null || b.lastUsed > a.lastUsed ? b : a), null);
     return {
-      active_model: holding ? active.name : null,
+      active_model: last?.name ?? null,
+      awake_models: serving.map((s) => s.name),
       models: [...this.slots.values()].map(statusOf),
     };
   }
@@ -389,7 +432,7 @@ export class Scheduler {
     // The first request after a quiet spell measures the model's rhythm (see policy.graceMs):
     // the time since its last request ended (not since a wake: the bootstrap's is no gap).
     if (counts && slot.inflight === 0 && slot.waiters.length === 0 && slot.lastUsed > slot.awakeSince) slot.gaps.add(since - slot.lastUsed);
-    if (slot === this.active && slot.state === 'awake' && this.bootQueue.length === 0) {
+    if (slot.state === 'awake' && this.bootQueue.length === 0) {
       return Promise.resolve(this.lease(slot, since, counts));
     }
     return new Promise<Lease>((resolve, reject) => {
@@ -449,10 +492,9 @@ export class Scheduler {
 
   /** Stops a model that left the configuration (or was replaced), after its requests ended. */
   private async retire(slot: Slot): Promise<void> {
-    if (slot === this.active) {
+    if (slot.state === 'awake' || slot.state === 'draining') {
       this.setState(slot, 'draining');
       await this.until(() => slot.inflight === 0);
-      this.active = null;
     }
     await this.stopModel(slot, 'stopped');
     slot.server.close();
@@ -490,14 +532,12 @@ export class Scheduler {
   }
 
   private whyWaiting(slot: Slot): string {
-    const active = this.active;
     if (this.bootQueue.length > 0) return 'models are still being started';
     if (slot.state === 'starting' || slot.state === 'waking') return `${slot.name} is ${slot.state}`;
-    if (active && active !== slot && active.state === 'draining') {
-      return `${active.name} is finishing ${active.inflight} request(s)`;
-    }
-    if (active && active !== slot && active.state === 'awake' && this.decision) return this.decision.reason;
-    if (active && active !== slot) return `${active.name} is ${active.state}`;
+    const draining = [...this.slots.values()].find((s) => s !== slot && s.state === 'draining' && overlaps(s.gpus, slot.gpus));
+    if (draining) return `${draining.name} is finishing ${draining.inflight} request(s)`;
+    const why = this.decision?.waits.get(slot.name);
+    if (why !== undefined) return why;
     if (slot.state === 'failed') return `${slot.name} is failed, to be started again`;
     return `${slot.name} is ${slot.state}`;
   }
@@ -513,7 +553,12 @@ export class Scheduler {
 
   /** Resolves once `done()` holds, re-checked whenever notify() is called. */
   private async until(done: () => boolean): Promise<void> {
-    while (!done()) await new Promise<void>((resolve) => this.changed.push(resolve));
+    while (!done()) await this.nextChange();
+  }
+
+  /** Resolves at the next notify(). */
+  private nextChange(): Promise<void> {
+    return new Promise<void>((resolve) => this.changed.push(resolve));
   }
 
   private notify(): void {
@@ -531,59 +576,124 @@ export class Scheduler {
       .catch((err: unknown) => {
         log.error(`scheduler: unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
         for (const slot of this.slots.values()) this.failWaiters(slot, modelNotReady(`internal error: ${message(err)}`));
-      })
-      .finally(() => {
-        this.driving = false;
       });
   }
 
   private async drive(): Promise<void> {
-    while (!this.closing) {
-      const op = this.ops.shift();
-      if (op) {
-        await op();
-        continue;
-      }
-      const boot = this.bootQueue[0];
-      if (boot) {
-        await this.bootOne(boot);
-        // By identity: a reload meanwhile may have removed it from the queue already.
-        const i = this.bootQueue.indexOf(boot);
-        if (i >= 0) this.bootQueue.splice(i, 1);
-        if (this.bootQueue.length === 0) {
-          log.info(`bootstrap done: ${this.started} of ${this.slots.size} models started; awake: ${this.active?.name ?? 'none'}`);
-          this.bootFinished(this.started > 0);
+    // driving is cleared in the very tick the loop ends (not in a .finally() some microtasks
+    // later): a kick in between, e.g. a second job ending in the same tick, must start it again.
+    try {
+      while (!this.closing) {
+        if (this.ops.length > 0 || this.bootQueue.length > 0) {
+          // Control operations and the bootstrap run alone: the switches under way end first.
+          if (this.jobs > 0) {
+            await this.nextChange();
+            continue;
+          }
+          await this.runOpOrBootStep();
+          continue;
         }
-        continue;
+        for (const slot of this.slots.values()) if (slot.state === 'awake') this.admitWaiters(slot);
+        // Decide first, then change state (lesson 6): while the decision is to wait, awake models
+        // keep serving and admitting.
+        const decision = decide({ now: Date.now(), models: [...this.slots.values()].map((s) => this.view(s)) }, this.policySettings());
+        this.decision = decision;
+        const { action } = decision;
+        if (action.kind === 'switch') {
+          this.startJob(action.from.map((name) => this.slots.get(name)!), this.slots.get(action.to)!, decision.reason);
+          continue;
+        }
+        if (action.kind === 'sleep') {
+          this.startJob([this.slots.get(action.model)!], null, decision.reason);
+          continue;
+        }
+        if (decision.recheckAt === null) return; // a switch ending kicks the driver again
+        // The one timer: a window, a grace, an idle sleep or a backoff ends even in a quiet period
+        // (lesson 7); any event (an arrival, a request ending, a waiter leaving) decides sooner.
+        const timer = setTimeout(() => this.notify(), Math.max(0, decision.recheckAt - Date.now()));
+        timer.unref();
+        await this.nextChange();
+        clearTimeout(timer);
       }
-      const active = this.active;
-      if (active?.state === 'awake') this.admitWaiters(active);
-      // Decide first, then change state (lesson 6): while the decision is to wait, the awake
-      // model keeps serving and admitting.
-      const decision = decide({ now: Date.now(), models: [...this.slots.values()].map(view) }, this.policySettings());
-      this.decision = decision;
-      const { action } = decision;
-      if (action.kind === 'switch') {
-        await this.switchTo(this.slots.get(action.to)!, decision.reason);
-        continue;
-      }
-      if (action.kind === 'sleep' && active) {
-        log.info(`model ${active.name}: ${decision.reason}, putting it to sleep`);
-        await this.putToSleep(active, null);
-        continue;
-      }
-      if (decision.recheckAt === null) return;
-      // The one timer: a window, a grace, an idle sleep or a backoff ends even in a quiet period
-      // (lesson 7); any event (an arrival, a request ending, a waiter leaving) decides sooner.
-      const timer = setTimeout(() => this.notify(), Math.max(0, decision.recheckAt - Date.now()));
-      timer.unref();
-      await new Promise<void>((resolve) => this.changed.push(resolve));
-      clearTimeout(timer);
+    } finally {
+      this.driving = false;
     }
   }
 
+  private async runOpOrBootStep(): Promise<void> {
+    const op = this.ops.shift();
+    if (op) return op();
+    const boot = this.bootQueue[0]!;
+    await this.bootOne(boot);
+    // By identity: a reload meanwhile may have removed it from the queue already.
+    const i = this.bootQueue.indexOf(boot);
+    if (i >= 0) this.bootQueue.splice(i, 1);
+    if (this.bootQueue.length === 0) {
+      log.info(`bootstrap done: ${this.started} of ${this.slots.size} models started; awake: ${this.status().awake_models.join(', ') || 'none'}`);
+      this.bootFinished(this.started > 0);
+    }
+  }
+
+  /** Carries out a switch (or, without a target, a sleep) in the background: the driver goes on
+   * deciding for the other GPUs. Its models are busy (their GPUs locked) until it ends. */
+  private startJob(victims: Slot[], target: Slot | null, why: string): void {
+    const members = target ? [...victims, target] : victims;
+    for (const slot of members) slot.busy = true;
+    this.jobs++;
+    const work = target ? this.switchTo(victims, target, why) : this.idleSleep(victims[0]!, why);
+    work
+      .catch((err: unknown) => {
+        log.error(`scheduler: unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
+        for (const slot of members) this.failWaiters(slot, modelNotReady(`internal error: ${message(err)}`));
+      })
+      .finally(() => {
+        for (const slot of members) slot.busy = false;
+        this.jobs--;
+        this.kick();
+      });
+  }
+
+  private async idleSleep(slot: Slot, why: string): Promise<void> {
+    log.info(`model ${slot.name}: ${why}, putting it to sleep`);
+    await this.putToSleep([slot], null);
+  }
+
+  /** A slot as the policy sees it. */
+  private view(slot: Slot): ModelView {
+    return {
+      name: slot.name,
+      state: slot.state,
+      inflight: slot.inflight,
+      waiting: slot.waiters.length,
+      oldestSince: slot.waiters[0]?.since ?? null,
+      awakeSince: slot.awakeSince,
+      lastUsed: slot.lastUsed,
+      servedSinceWake: slot.servedSinceWake,
+      retryAt: slot.retryAt,
+      sleepMs: slot.sleepCost.value,
+      wakeMs: slot.wakeCost.value,
+      gapMs: slot.gaps.value,
+      gpus: slot.gpus,
+      share: this.plannedShare(slot),
+      busy: slot.busy,
+      coldStart: !(slot.state === 'asleep' && slot.process.running),
+    };
+  }
+
+  /** The share a model is planned with: its declared one, or what it was measured to take where
+   * that is more (null: the whole GPU). */
+  private plannedShare(slot: Slot): number | null {
+    const declared = slot.spec.placement.share;
+    return declared === null ? null : Math.max(declared, slot.measuredShare ?? 0);
+  }
+
   private policySettings(): PolicySettings {
-    return { fixedWindowMs: this.opts.minActiveMs, maxWindowMs: this.opts.switchTimeoutMs / 2, idleSleepMs: this.opts.idleSleepMs };
+    return {
+      fixedWindowMs: this.opts.minActiveMs,
+      maxWindowMs: this.opts.switchTimeoutMs / 2,
+      idleSleepMs: this.opts.idleSleepMs,
+      gpuBudget: this.opts.gpuBudget,
+    };
   }
 
   /** Feeds a measured switch phase into the model's cost estimates (the bootstrap's sleeps
@@ -601,28 +711,50 @@ export class Scheduler {
    * (hazard 4). Only when it took some: a server that holds nothing would never show a drop. */
   private async freeing(slot: Slot, what: string, letGo: () => Promise<void>): Promise<void> {
     // A reading from while it was awake, not one from before its wake.
-    const before = await this.gpu.used(slot.awakeSince);
+    const before = await this.gpu.used(slot.awakeSince, slot.gpus);
     await letGo();
     await slot.memoryMeasured;
-    if (slot.memoryMb) await this.gpu.waitBelow(before, this.gpuLetGoAt, this.opts.switchTimeoutMs, `${slot.name} ${what}`);
+    if (slot.memoryMb) await this.gpu.waitBelow(before, this.gpuLetGoAt, this.opts.switchTimeoutMs, `${slot.name} ${what}`, slot.gpus);
   }
 
   private async bootOne(slot: Slot): Promise<void> {
-    if (this.active) await this.putToSleep(this.active, null);
+    await this.clearGpusOf(slot);
     if (await this.wake(slot)) {
       this.started++;
       this.admitWaiters(slot);
+      await slot.memoryMeasured;
     }
   }
 
-  private async switchTo(target: Slot, why: string): Promise<void> {
-    const from = this.active;
+  /** Before a start: the awake models on its GPUs go to sleep (SGLang sizes a server's memory
+   * from what is free when it starts). Used where nothing else switches on those GPUs: by the
+   * bootstrap and control operations (which run alone) and inside a switch (whose GPUs are
+   * locked); the models it puts to sleep count as part of that switch meanwhile. */
+  private async clearGpusOf(slot: Slot): Promise<boolean> {
+    const onItsGpus = [...this.slots.values()].filter((s) => s !== slot && s.state === 'awake' && overlaps(s.gpus, slot.gpus));
+    if (onItsGpus.length === 0) return false;
+    log.info(`model ${slot.name} starts with its GPUs to itself: putting ${onItsGpus.map((s) => s.name).join(', ')} to sleep`);
+    const wereBusy = onItsGpus.map((s) => s.busy);
+    for (const s of onItsGpus) s.busy = true;
+    try {
+      await this.putToSleep(onItsGpus, null);
+    } finally {
+      onItsGpus.forEach((s, i) => (s.busy = wereBusy[i]!));
+    }
+    return true;
+  }
+
+  private async switchTo(victims: readonly Slot[], target: Slot, why: string): Promise<void> {
+    const from = victims.map((v) => v.name).join(', ') || null;
     const started = Date.now();
     const report = (result: 'ok' | 'failed' | 'abandoned' | 'skipped'): void =>
-      this.observer.switched({ from: from?.name ?? null, to: target.name, result, ms: Date.now() - started });
-    if (from && from !== target) {
-      log.info(`switch ${from.name} -> ${target.name} (${why}): draining ${from.name} (${from.inflight} in flight, awake ${Date.now() - from.awakeSince} ms)`);
-      if (!(await this.putToSleep(from, target))) return report('abandoned');
+      this.observer.switched({ from, to: target.name, result, ms: Date.now() - started });
+    if (from !== null) {
+      const each = victims.map((v) => `${v.name} (${v.inflight} in flight, awake ${Date.now() - v.awakeSince} ms)`).join(', ');
+      log.info(`switch ${from} -> ${target.name} (${why}): draining ${each}`);
+      if (!(await this.putToSleep(victims, target))) return report('abandoned');
+    } else {
+      log.info(`switch to ${target.name} (${why})`);
     }
     // Requests that timed out or left during the drain must not cause a wake (stale switch).
     if (target.waiters.length === 0) {
@@ -634,30 +766,41 @@ export class Scheduler {
       log.info(`switch to ${target.name} postponed: it failed ${target.failures} times in a row`);
       return report('skipped');
     }
-    if (target === this.active) return;
-    if (await this.wake(target)) {
+    if (target.state === 'awake') return;
+    if (await this.wake(target, from)) {
       this.admitWaiters(target);
       report('ok');
+      // Its GPUs stay locked until nvidia-smi has shown what it took: a wake beside it meanwhile
+      // would be counted as its own.
+      await target.memoryMeasured;
     } else {
       report('failed');
     }
   }
 
   /**
-   * Drains `from`, confirms it idle, then releases its memory (or stops it). Returns false when
-   * the switch was abandoned because nobody waits for `target` any more.
+   * Drains `victims` together, confirms them idle, then releases their memory (or stops them).
+   * Returns false when the switch was abandoned because nobody waits for `target` any more.
    */
-  private async putToSleep(from: Slot, target: Slot | null): Promise<boolean> {
-    this.setState(from, 'draining');
+  private async putToSleep(victims: readonly Slot[], target: Slot | null): Promise<boolean> {
+    for (const v of victims) this.setState(v, 'draining');
     const drainStarted = Date.now();
     const abandoned = (): boolean => target !== null && target.waiters.length === 0;
-    await this.until(() => from.inflight === 0 || abandoned());
-    if (target && abandoned() && from.state === 'draining') {
-      log.info(`switch ${from.name} -> ${target.name} abandoned: nobody waits for ${target.name} any more`);
-      this.setState(from, 'awake');
+    await this.until(() => victims.every((v) => v.inflight === 0) || abandoned());
+    if (target && abandoned()) {
+      log.info(`switch ${victims.map((v) => v.name).join(', ')} -> ${target.name} abandoned: nobody waits for ${target.name} any more`);
+      for (const v of victims) if (v.state === 'draining') this.setState(v, 'awake');
       return false;
     }
-    this.observer.phase({ model: from.name, phase: 'drain', ok: true, ms: Date.now() - drainStarted });
+    for (const v of victims) this.observer.phase({ model: v.name, phase: 'drain', ok: true, ms: Date.now() - drainStarted });
+    // One after the other: each waits for its own memory to show free, and on a shared GPU the
+    // drop of one would pass for the other's (hazard 4).
+    for (const v of victims) await this.release(v);
+    return true;
+  }
+
+  /** Releases the memory of a drained model (or stops it), and waits for the GPU to show it. */
+  private async release(from: Slot): Promise<void> {
     const started = Date.now();
     let released = false;
     await this.freeing(from, 'went to sleep', async () => {
@@ -681,21 +824,20 @@ export class Scheduler {
       if (released || (!from.settings.memorySaver && from.state === 'stopped')) from.failures = 0;
     });
     this.observer.phase({ model: from.name, phase: 'sleep', ok: released || !from.settings.memorySaver, ms: Date.now() - started });
-    this.active = null;
-    return true;
   }
 
-  /** Makes `slot` the awake model: resume if it sleeps with its process up, else start it. */
-  private async wake(slot: Slot): Promise<boolean> {
+  /** Wakes `slot`: resume if it sleeps with its process up, else start it. `madeRoom` names the
+   * models put to sleep for it, for its log line. */
+  private async wake(slot: Slot, madeRoom: string | null = null): Promise<boolean> {
     if (this.closing) return false;
-    this.active = slot;
     const started = Date.now();
+    const room = madeRoom === null ? '' : `; ${madeRoom} slept to make room`;
     let phase: 'wake' | 'start' = slot.state === 'asleep' && slot.process.running ? 'wake' : 'start';
     if (phase === 'wake' && !(await this.roomToResume(slot))) {
       await this.stopModel(slot, 'stopped');
       phase = 'start';
     }
-    const memoryBefore = await this.gpu.used(this.gpuLetGoAt);
+    let memoryBefore = await this.gpu.used(this.gpuLetGoAt, slot.gpus);
     try {
       if (phase === 'wake') {
         this.setState(slot, 'waking');
@@ -710,7 +852,7 @@ export class Scheduler {
         });
         if (!slot.process.running) throw new Error(slot.lastError ?? 'process exited while waking');
         if (problem === null) {
-          log.info(`model ${slot.name}: awake (resumed in ${Date.now() - started} ms)`);
+          log.info(`model ${slot.name}: awake (resumed in ${Date.now() - started} ms${room})`);
         } else {
           // Its generation stays paused: it never answers with weights that cannot be trusted.
           log.error(`model ${slot.name}: ${problem}; stopping it and starting it cold instead`);
@@ -719,15 +861,16 @@ export class Scheduler {
         }
       }
       if (phase === 'start') {
+        if (await this.clearGpusOf(slot)) memoryBefore = await this.gpu.used(this.gpuLetGoAt, slot.gpus);
         this.setState(slot, 'starting');
         slot.process.start();
         this.observer.processStarted(slot.name);
         await this.waitReady(slot);
         await this.learnSettings(slot);
-        log.info(`model ${slot.name}: ready (started in ${Date.now() - started} ms)`);
+        log.info(`model ${slot.name}: ready (started in ${Date.now() - started} ms${room})`);
       }
       slot.awakeSince = Date.now();
-      slot.memoryMeasured = this.measureTaken(slot, memoryBefore, slot.awakeSince);
+      slot.memoryMeasured = this.measureTaken(slot, memoryBefore, slot.awakeSince, phase);
       this.setState(slot, 'awake');
       slot.lastUsed = slot.awakeSince;
       slot.servedSinceWake = false;
@@ -748,30 +891,34 @@ export class Scheduler {
         this.countFailure(slot);
         this.failWaiters(slot, this.failedNotReady(slot, reason));
       }
-      if (this.active === slot) this.active = null;
       return false;
     }
   }
 
   /** Hazards 5 and 8: a resume that does not fit hangs the server, and sleeping servers keep a
-   * residue. Where nvidia-smi tells, free memory must cover what the model took at its last wake
-   * plus a margin; else sleeping servers' processes are stopped (freeing their residue) until it
-   * does. False when even that is not enough: the model is then started cold, which sizes its KV
-   * cache from the memory free. */
+   * residue. Where nvidia-smi tells, free memory on each of its GPUs must cover what the model
+   * took there at its last wake plus a margin; else the processes of sleeping servers on those
+   * GPUs are stopped (freeing their residue), then the models awake there are put to sleep, until
+   * it does. False when even that is not enough: the model is then started cold, which sizes its
+   * KV cache from the memory free. */
   private async roomToResume(slot: Slot): Promise<boolean> {
     await slot.memoryMeasured;
     if (slot.memoryMb === null) return true;
-    const want = slot.memoryMb + Math.max(RESUME_MARGIN_MB, Math.round(slot.memoryMb * RESUME_MARGIN));
-    let free = await this.gpu.free(this.gpuLetGoAt);
+    const perGpu = slot.memoryMb / (slot.gpus?.length ?? 1);
+    const want = Math.round(perGpu + Math.max(RESUME_MARGIN_MB, perGpu * RESUME_MARGIN));
+    const where = slot.gpus === null ? '' : ` on ${slot.gpus.length > 1 ? 'each of ' : ''}GPU ${slot.gpus.join(', ')}`;
+    let free = await this.gpu.free(this.gpuLetGoAt, slot.gpus);
+    const enough = (): boolean => free === null || free >= want;
     for (const other of this.slots.values()) {
-      if (free === null || free >= want) return true;
-      if (other === slot || other.state !== 'asleep' || !other.process.running) continue;
-      log.warn(`model ${slot.name}: ${free} MiB of GPU memory free, its resume needs ${want} MiB; stopping sleeping ${other.name} to free its residue`);
+      if (enough()) return true;
+      if (other === slot || other.state !== 'asleep' || !other.process.running || !overlaps(other.gpus, slot.gpus)) continue;
+      log.warn(`model ${slot.name}: ${free} MiB of GPU memory free, its resume needs ${want} MiB${where}; stopping sleeping ${other.name} to free its residue`);
       await this.stopModel(other, 'stopped');
-      free = await this.gpu.free(this.gpuLetGoAt);
+      free = await this.gpu.free(this.gpuLetGoAt, slot.gpus);
     }
-    if (free === null || free >= want) return true;
-    log.warn(`model ${slot.name}: ${free} MiB of GPU memory free, its resume needs ${want} MiB and would hang; starting it cold instead`);
+    if (!enough() && (await this.clearGpusOf(slot))) free = await this.gpu.free(this.gpuLetGoAt, slot.gpus);
+    if (enough()) return true;
+    log.warn(`model ${slot.name}: ${free} MiB of GPU memory free, its resume needs ${want} MiB${where} and would hang; starting it cold instead`);
     return false;
   }
 
@@ -805,12 +952,26 @@ export class Scheduler {
     this.failWaiters(slot, modelNotReady(err.message));
   }
 
-  /** Sets `slot.memoryMb` from the first nvidia-smi reading after its wake ended at `woke`. */
-  private async measureTaken(slot: Slot, before: number | null, woke: number): Promise<void> {
+  /** Sets `slot.memoryMb` from the first nvidia-smi reading on its GPUs after its wake ended at
+   * `woke`. After a resume (what the memory saver gives back: the part `--mem-fraction-static`
+   * bounds, without the CUDA context a start also takes), compares it with the declared share:
+   * a model that took more is said once and planned with what it took. */
+  private async measureTaken(slot: Slot, before: number | null, woke: number, phase: 'wake' | 'start'): Promise<void> {
     slot.memoryMb = null;
-    const after = before === null ? null : await this.gpu.used(woke);
+    const after = before === null ? null : await this.gpu.used(woke, slot.gpus);
     if (slot.awakeSince !== woke) return; // woken again meanwhile: that wake measures
     slot.memoryMb = before !== null && after !== null ? Math.max(0, after - before) : null;
+    const declared = slot.spec.placement.share;
+    const gpus = slot.gpus;
+    if (phase !== 'wake' || slot.memoryMb === null || declared === null || gpus === null) return;
+    const total = await this.gpu.totalMb(gpus);
+    if (total === null) return;
+    const took = slot.memoryMb / gpus.length / total;
+    if (took <= Math.max(declared, slot.measuredShare ?? 0) + SHARE_TOLERANCE) return;
+    if (slot.measuredShare === null) {
+      log.warn(`model ${slot.name}: took ${slot.memoryMb} MiB on GPU ${gpus.join(', ')} at its wake, a share of ${took.toFixed(3)} against --mem-fraction-static ${declared}; planning with ${took.toFixed(3)}`);
+    }
+    slot.measuredShare = took;
   }
 
   private async waitReady(slot: Slot): Promise<void> {
@@ -866,26 +1027,7 @@ export class Scheduler {
     const theirWake = slot.state === 'starting' || slot.state === 'waking';
     this.setState(slot, 'failed');
     this.countFailure(slot);
-    if (this.active === slot) this.active = null;
     if (theirWake) this.failWaiters(slot, this.failedNotReady(slot, reason));
     else if (slot.waiters.length > 0) this.kick();
   }
-}
-
-/** A slot as the policy sees it. */
-function view(slot: Slot): ModelView {
-  return {
-    name: slot.name,
-    state: slot.state,
-    inflight: slot.inflight,
-    waiting: slot.waiters.length,
-    oldestSince: slot.waiters[0]?.since ?? null,
-    awakeSince: slot.awakeSince,
-    lastUsed: slot.lastUsed,
-    servedSinceWake: slot.servedSinceWake,
-    retryAt: slot.retryAt,
-    sleepMs: slot.sleepCost.value,
-    wakeMs: slot.wakeCost.value,
-    gapMs: slot.gaps.value,
-  };
 }

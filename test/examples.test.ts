@@ -115,14 +115,16 @@ describe('examples/sglangmux-manual', () => {
     assert.equal(h.active_model, SMOL);
   });
 
-  test('request_qwen.sh gets Qwen\'s answer (a switch)', async () => {
+  test('request_qwen.sh gets Qwen\'s answer (woken beside SmolLM2: 0.4 + 0.4 of the GPU fit)', async () => {
     const { stdout } = await run('bash', [join(examples, 'request_qwen.sh')], { env });
     const body = JSON.parse(stdout) as { choices: { message: { content: string } }[] };
     assert.equal(body.choices[0]?.message.content, expectedReply(QWEN, 32));
-    assert.equal((await d.health()).active_model, QWEN);
+    const h = await d.health();
+    assert.equal(h.active_model, QWEN);
+    assert.deepEqual(h.awake_models, [QWEN, SMOL]);
   });
 
-  test('request_hf.sh streams SmolLM2\'s answer (a switch back)', async () => {
+  test('request_hf.sh streams SmolLM2\'s answer (awake all along)', async () => {
     const { stdout } = await run('bash', [join(examples, 'request_hf.sh')], { env });
     const events = sseData(stdout);
     assert.ok(events.length > 2, `data events: ${stdout}`);

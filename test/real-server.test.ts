@@ -190,7 +190,8 @@ describe('data parallelism', () => {
   test('with --dp-size 2 a request on rank 1 is waited for, though /flush_cache (rank 0) says idle', async () => {
     // An old build without pause: only /v1/loads can tell that rank 1 still runs.
     const dp = { name: 'a', command: command('a', '--dp-size 2'), env: { SGLANG_SIM_NO_PAUSE: '1', SGLANG_SIM_TOKEN_MS: '20' } };
-    const d = await start([dp, { name: 'b' }], {}, ['--min-active-secs', '0']);
+    // Two data-parallel ranks take a GPU each.
+    const d = await start([dp, { name: 'b' }], { SGLANG_SIM_GPUS: '2' }, ['--min-active-secs', '0']);
     const a = d.models.find((m) => m.name === 'a')!;
     assert.equal(await reply(d, 'a'), expectedReply('a', 3));
     const body = (n: number): RequestInit => ({

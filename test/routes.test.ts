@@ -106,10 +106,12 @@ describe('models, states and route classes against the simulator', () => {
       { name: 'org/alpha', env: { SGLANG_SIM_RESUME_MS: '1500', CUDA_VISIBLE_DEVICES: '2,3' } },
       {
         name: 'beta',
+        env: { CUDA_VISIBLE_DEVICES: '2' },
         command: 'python3 -m sglang.launch_server --model-path sim/beta --served-model-name "$MODEL_NAME" --port "$PORT" --enable-memory-saver --enable-weights-cpu-backup --mem-fraction-static 0.4',
       },
     ],
     args: ['--min-active-secs', '0'],
+    env: { SGLANG_SIM_GPUS: '4' },
   });
 
   test('/v1/models and /models: OpenAI fields plus the state and place of each model', async () => {
@@ -126,7 +128,7 @@ describe('models, states and route classes against the simulator', () => {
       assert.equal(stateOf(list, 'beta'), 'awake');
       assert.equal(stateOf(list, 'org/alpha'), 'asleep');
       assert.equal(stateOf(list, 'broken'), 'failed');
-      assert.deepEqual(list.map((m) => [m.gpus, m.gpu_share]), [[[0], null], [[2], null], [[0], 0.4]]);
+      assert.deepEqual(list.map((m) => [m.gpus, m.gpu_share]), [[[0], null], [[2], null], [[2], 0.4]]);
     }
   });
 
@@ -182,9 +184,9 @@ describe('models, states and route classes against the simulator', () => {
   test('/health: the status, the awake model, and each model with its place', async () => {
     const h = await d.health();
     assert.equal(h.status, 'ok');
-    assert.deepEqual(Object.keys(h).sort(), ['active_model', 'models', 'status']);
+    assert.deepEqual(Object.keys(h).sort(), ['active_model', 'awake_models', 'models', 'status']);
     assert.deepEqual(Object.keys(h.models[0]!).sort(), ['gpu_share', 'gpus', 'id', 'last_error', 'port', 'state']);
-    assert.deepEqual(h.models.map((m) => [m.id, m.gpus, m.gpu_share]), [['broken', [0], null], ['org/alpha', [2], null], ['beta', [0], 0.4]]);
+    assert.deepEqual(h.models.map((m) => [m.id, m.gpus, m.gpu_share]), [['broken', [0], null], ['org/alpha', [2], null], ['beta', [2], 0.4]]);
     assert.deepEqual(crashes(d.ledger()), []);
   });
 

@@ -2,12 +2,13 @@
 // Run: npm run build && node --import tsx --test test/simulator.test.ts
 // Waits are on events (process output, HTTP answers, ledger lines), never on fixed sleeps.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
   crashes,
@@ -84,12 +85,13 @@ class Sim {
   }
 
   static async start(
-    opts: { args?: string[]; env?: SimOptions; python?: boolean; port?: number; name?: string; wait?: boolean } = {},
+    opts: { args?: string[]; env?: SimOptions; python?: boolean; port?: number; name?: string; wait?: boolean; visibleDevices?: string } = {},
   ): Promise<Sim> {
     const port = opts.port ?? (await freePort());
     const ledger = opts.env?.ledger ?? newLedger();
     const args = ['--model-path', `sim/${opts.name ?? 'm'}`, '--served-model-name', opts.name ?? 'm', '--port', String(port), ...(opts.args ?? [])];
     const env = simEnv({ ...FAST, ...opts.env, ledger });
+    if (opts.visibleDevices !== undefined) env['CUDA_VISIBLE_DEVICES'] = opts.visibleDevices;
     const proc = opts.python
       ? spawn('python3', ['-m', 'sglang.launch_server', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(process.execPath, [simBundle(), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -294,7 +296,7 @@ describe('startup', () => {
     // exec kept the pid: the ledger's writer is the process python3 was started as.
     const kinds = sim.events().map((e) => e.event);
     for (const k of ['start', 'alloc', 'listening', 'ready'] as const) assert.ok(kinds.includes(k), k);
-    assert.match(sim.output, /ignored=\[--tp=1 --trust-remote-code --context-length=4096 --dtype=auto\]/);
+    assert.match(sim.output, /tp_size=1, dp_size=1, base_gpu_id=0, .*ignored=\[--trust-remote-code --context-length=4096 --dtype=auto\]/);
   });
 
   test('python shim without a bundle says to build', async () => {
@@ -725,6 +727,68 @@ describe('ledger', () => {
   });
 });
 
+describe('several GPUs (SGLANG_SIM_GPUS)', () => {
+  /** The simulator's nvidia-smi, once: the MB in use on each GPU by index. */
+  const smi = (ledger: string, gpus: number): number[] => {
+    const out = execFileSync(process.execPath, [fileURLToPath(new URL('../dist/sim-nvidia-smi.mjs', import.meta.url)), '--query-gpu=index,memory.used', '--format=csv,noheader,nounits'], {
+      env: simEnv({ ledger, gpus }),
+      encoding: 'utf8',
+    });
+    return out.trim().split('\n').map((line, i) => {
+      const [index, used] = line.split(', ').map(Number);
+      assert.equal(index, i);
+      return used!;
+    });
+  };
+  const gpusOf = async (args: string[], visibleDevices?: string): Promise<number[] | undefined> => {
+    const sim = await Sim.start({ args, env: { gpus: 4 }, visibleDevices });
+    const gpus = sim.events().find((e) => e.event === 'start')?.gpus;
+    await sim.kill();
+    return gpus;
+  };
+
+  test('a TP=2 server takes its share on each of its GPUs; nvidia-smi prints a line per GPU', async () => {
+    const ledger = newLedger();
+    const t = await Sim.start({ name: 't', args: ['--enable-memory-saver', '--tp', '2'], env: { ledger, gpus: 3 } });
+    const allocs = t.events().filter((e) => e.event === 'alloc');
+    assert.deepEqual(allocs.map((e) => e.gpu), [0, 1]);
+    assert.equal(allocs[0]!.mb, allocs[1]!.mb);
+    assert.deepEqual(smi(ledger, 3), [allocs[0]!.mb, allocs[0]!.mb, 0]);
+    assert.equal((await post(t.port, '/release_memory_occupation', {})).status, 200);
+    assert.deepEqual(t.events().filter((e) => e.event === 'free').map((e) => e.gpu), [0, 1]);
+    assert.deepEqual(smi(ledger, 3), [0, 0, 0]);
+  });
+
+  test('CUDA_VISIBLE_DEVICES, --base-gpu-id, --dp-size and --enable-dp-attention choose the GPUs', async () => {
+    assert.deepEqual(await gpusOf([]), [0]);
+    assert.deepEqual(await gpusOf([], '2,3'), [2]);
+    assert.deepEqual(await gpusOf(['--base-gpu-id', '1'], '2,3'), [3]);
+    assert.deepEqual(await gpusOf(['--dp-size', '2']), [0, 1]);
+    assert.deepEqual(await gpusOf(['--tp-size', '2', '--dp', '2']), [0, 1, 2, 3]);
+    assert.deepEqual(await gpusOf(['--tp', '2', '--dp-size', '2', '--enable-dp-attention']), [0, 1]);
+  });
+
+  test('a GPU the host does not have: CUDA\'s error at start, exit 1', async () => {
+    const beyond = await Sim.start({ args: ['--tp', '2'], wait: false });
+    assert.equal((await beyond.exited).code, 1);
+    assert.match(beyond.output, /CUDA error: invalid device ordinal/);
+    const none = await Sim.start({ env: { gpus: 2 }, visibleDevices: '5', wait: false });
+    assert.equal((await none.exited).code, 1);
+    assert.match(none.output, /No CUDA GPUs are available/);
+  });
+
+  test('a server over two GPUs does not start where one of them is full (out of memory)', async () => {
+    const ledger = newLedger();
+    await Sim.start({ name: 'one', env: { ledger, gpus: 2 }, visibleDevices: '1' });
+    const t = await Sim.start({ name: 't', args: ['--tp', '2'], env: { ledger, gpus: 2 }, wait: false });
+    assert.equal((await t.exited).code, 1);
+    assert.match(t.output, /CUDA out of memory/);
+    const zero = await Sim.start({ name: 'zero', env: { ledger, gpus: 2 }, visibleDevices: '0' });
+    assert.deepEqual(zero.events().filter((e) => e.event === 'alloc').map((e) => e.gpu), [0]);
+    assert.ok(maxUsage(readLedger(ledger)) <= 1000);
+  });
+});
+
 describe('fault knobs', () => {
   test('SGLANG_SIM_HANG_RESUME: resume never answers', async () => {
     const sim = await Sim.start({ args: ['--enable-memory-saver'], env: { hangResume: true } });
@@ -798,7 +862,7 @@ describe('what SGLang does that the daemon must respect (issue P6)', () => {
     try {
       const config = join(dir, 'c.yaml');
       writeFileSync(config, 'enable_memory_saver: true\nenable-weights-cpu-backup: false\ndp_size: 2\napi_key: "hidden"\n');
-      const sim = await Sim.start({ args: ['--config', config] });
+      const sim = await Sim.start({ args: ['--config', config], env: { gpus: 2 } });
       assert.equal((await get(sim.port, '/server_info')).status, 401);
       const info = json(await get(sim.port, '/server_info', { authorization: 'Bearer hidden' })) as Record<string, unknown>;
       assert.equal(info.enable_memory_saver, true);
@@ -830,7 +894,7 @@ describe('what SGLang does that the daemon must respect (issue P6)', () => {
   });
 
   test('--dp-size 2: /flush_cache sees rank 0 only, /v1/loads every rank, a release crashes on rank 1 work', async () => {
-    const sim = await Sim.start({ args: ['--enable-memory-saver', '--dp-size', '2'], env: { tokenMs: 20 } });
+    const sim = await Sim.start({ args: ['--enable-memory-saver', '--dp-size', '2'], env: { tokenMs: 20, gpus: 2 } });
     const first = post(sim.port, '/v1/chat/completions', chatBody(2));
     await waitLedger(sim.ledger, (e) => e.event === 'request' && e.route === '/v1/chat/completions', 'rank 0 busy');
     const second = post(sim.port, '/v1/chat/completions', chatBody(100)).catch(() => null); // dropped by the crash

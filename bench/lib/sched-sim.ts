@@ -1,11 +1,13 @@
 // A discrete-event simulation of the switch scheduler: the real policy (src/policy.ts) driven
 // by a hand-stepped clock over simulated model servers, so an hour of traffic replays in
-// seconds. It mirrors the daemon's driver (src/scheduler.ts): arrivals for the awake model are
-// admitted at once, others queue; a switch drains the old model (it admits nothing new), puts it
-// to sleep, wakes the target and admits all its waiters; the driver decides again after every
-// event and at the decision's recheck time. Generations run batched (each takes its own time,
+// seconds. It mirrors the daemon's driver (src/scheduler.ts): arrivals for an awake model are
+// admitted at once, others queue; a switch drains its victims (they admit nothing new), puts
+// them to sleep, wakes the target and admits all its waiters, while switches on other GPUs run
+// at the same time; the driver decides again after every event and at the decision's recheck
+// time. Generations run batched (each takes its own time,
 // whatever else runs), as in the SGLang simulator.
 import { MovingEstimate } from '../../src/estimate.js';
+import { overlaps } from '../../src/fit.js';
 import { decide, type ModelView, type PolicySettings } from '../../src/policy.js';
 import type { ModelState } from '../../src/scheduler.js';
 
@@ -26,6 +28,9 @@ export interface SimModel {
   readonly name: string;
   readonly sleepMs: number;
   readonly wakeMs: number;
+  /** Its GPUs (default [0]) and share of each (default: the whole GPU), as in src/placement.ts. */
+  readonly gpus?: readonly number[];
+  readonly share?: number | null;
 }
 
 export interface RequestRecord {
@@ -41,6 +46,8 @@ export interface SimResult {
   readonly requests: RequestRecord[];
   /** Wakes after the start (the boot's last model starts awake). */
   readonly switches: number;
+  /** Models put to sleep after the start. */
+  readonly sleeps: number;
   /** Time during which at least one request was being generated. */
   readonly servingMs: number;
   /** From the first request sent to the last answered. */
@@ -50,6 +57,8 @@ export interface SimResult {
 interface Slot {
   readonly spec: SimModel;
   state: ModelState;
+  /** Part of a switch under way. */
+  busy: boolean;
   inflight: number;
   readonly waiters: { since: number; admit: () => void }[];
   awakeSince: number;
@@ -58,6 +67,12 @@ interface Slot {
   readonly sleepCost: MovingEstimate;
   readonly wakeCost: MovingEstimate;
   readonly gaps: MovingEstimate;
+}
+
+/** A switch under way: its victims drain, then sleep one by one, then the target wakes. */
+interface Job {
+  readonly victims: readonly Slot[];
+  readonly target: Slot | null;
 }
 
 /** A binary heap of timed events; ties run in insertion order. */
@@ -105,28 +120,36 @@ class Agenda {
 
 const GAP_CEILING_MS = 10_000; // as in the scheduler
 
-/** Replays `clients` against `models` (the last one awake at the start, as after a bootstrap). */
+/** Replays `clients` against `models`, started as the daemon's bootstrap leaves them: each
+ * started in order with the models on its GPUs asleep, so the last one and any on other GPUs
+ * stay awake. */
 export function simulate(models: readonly SimModel[], clients: readonly Client[], settings: PolicySettings): SimResult {
   const agenda = new Agenda();
   let now = 0;
   const slots = new Map<string, Slot>(models.map((spec) => [spec.name, {
-    spec, state: 'asleep', inflight: 0, waiters: [], awakeSince: 0, lastUsed: 0, servedSinceWake: false,
+    spec, state: 'asleep', busy: false, inflight: 0, waiters: [], awakeSince: 0, lastUsed: 0, servedSinceWake: false,
     sleepCost: new MovingEstimate(), wakeCost: new MovingEstimate(), gaps: new MovingEstimate(GAP_CEILING_MS),
   } satisfies Slot]));
   const ordered = [...slots.values()];
-  // Bootstrap: each model started and put to sleep (its sleep measured), the last stays awake.
-  for (const slot of ordered.slice(0, -1)) slot.sleepCost.add(slot.spec.sleepMs);
-  let active: Slot | null = ordered.at(-1)!;
-  active.state = 'awake';
+  const gpusOf = (s: Slot): readonly number[] => s.spec.gpus ?? [0];
+  for (const slot of ordered) {
+    for (const other of ordered) {
+      if (other.state !== 'awake' || !overlaps(gpusOf(other), gpusOf(slot))) continue;
+      other.state = 'asleep';
+      other.sleepCost.add(other.spec.sleepMs);
+    }
+    slot.state = 'awake';
+  }
 
   const requests: RequestRecord[] = [];
   let switches = 0;
+  let sleeps = 0;
   let serving = 0;
   let servingSince = 0;
   let running = 0;
   let first = Infinity;
   let last = 0;
-  let busy = false; // the driver is in the middle of a switch
+  const draining = new Set<Job>();
   let timerToken = 0;
 
   const startServing = (slot: Slot, sentAt: number, client: number, step: number): void => {
@@ -152,7 +175,7 @@ export function simulate(models: readonly SimModel[], clients: readonly Client[]
     const slot = slots.get(model)!;
     first = Math.min(first, now);
     if (slot.inflight === 0 && slot.waiters.length === 0 && slot.lastUsed > slot.awakeSince) slot.gaps.add(now - slot.lastUsed);
-    if (slot === active && slot.state === 'awake') startServing(slot, now, client, step);
+    if (slot.state === 'awake') startServing(slot, now, client, step);
     else {
       const sentAt = now;
       slot.waiters.push({ since: now, admit: () => startServing(slot, sentAt, client, step) });
@@ -176,60 +199,78 @@ export function simulate(models: readonly SimModel[], clients: readonly Client[]
     oldestSince: s.waiters[0]?.since ?? null, awakeSince: s.awakeSince, lastUsed: s.lastUsed,
     servedSinceWake: s.servedSinceWake, retryAt: 0,
     sleepMs: s.sleepCost.value, wakeMs: s.wakeCost.value, gapMs: s.gaps.value,
+    gpus: gpusOf(s), share: s.spec.share ?? null, busy: s.busy, coldStart: false,
   });
 
   const wake = (target: Slot): void => {
-    active = target;
     target.state = 'waking';
     agenda.push(now + target.spec.wakeMs, () => {
       target.wakeCost.add(target.spec.wakeMs);
       target.state = 'awake';
+      target.busy = false;
       target.awakeSince = now;
       target.lastUsed = now;
       target.servedSinceWake = false;
       switches++;
       admitAll(target);
-      busy = false;
       drive();
     });
   };
 
-  const sleepThenWake = (from: Slot, target: Slot): void => {
-    from.state = 'sleeping';
-    agenda.push(now + from.spec.sleepMs, () => {
-      from.sleepCost.add(from.spec.sleepMs);
-      from.state = 'asleep';
-      active = null;
-      wake(target);
+  /** Victims that have drained sleep one after the other, as the daemon releases them (each
+   * waits for its own memory to show free), then the target wakes. */
+  const sleepThenWake = (job: Job): void => {
+    for (const v of job.victims) v.state = 'sleeping';
+    agenda.push(now + job.victims.reduce((sum, v) => sum + v.spec.sleepMs, 0), () => {
+      for (const v of job.victims) {
+        v.sleepCost.add(v.spec.sleepMs);
+        v.state = 'asleep';
+        v.busy = false;
+        sleeps++;
+      }
+      if (job.target) wake(job.target);
+      else drive();
     });
   };
 
-  let draining: { from: Slot; target: Slot } | null = null;
+  const start = (job: Job): void => {
+    for (const s of [...job.victims, ...(job.target ? [job.target] : [])]) s.busy = true;
+    if (job.victims.length === 0) return wake(job.target!);
+    for (const v of job.victims) v.state = 'draining';
+    draining.add(job);
+    drained();
+  };
+
+  /** Jobs whose victims have nothing in flight go on to sleep them. */
+  const drained = (): void => {
+    for (const job of [...draining]) {
+      if (job.victims.some((v) => v.inflight > 0)) continue;
+      draining.delete(job);
+      sleepThenWake(job);
+    }
+  };
 
   function drive(): void {
-    if (draining && draining.from.inflight === 0) {
-      const { from, target } = draining;
-      draining = null;
-      sleepThenWake(from, target);
+    drained();
+    for (const s of ordered) if (s.state === 'awake') admitAll(s);
+    for (;;) {
+      const d = decide({ now, models: ordered.map(view) }, settings);
+      const { action } = d;
+      if (action.kind === 'switch') {
+        start({ victims: action.from.map((n) => slots.get(n)!), target: slots.get(action.to)! });
+        continue;
+      }
+      if (action.kind === 'sleep') {
+        start({ victims: [slots.get(action.model)!], target: null });
+        continue;
+      }
+      if (d.recheckAt !== null) {
+        const token = ++timerToken;
+        agenda.push(d.recheckAt, () => {
+          if (token === timerToken) drive();
+        });
+      }
       return;
-    }
-    if (busy) return;
-    if (active?.state === 'awake') admitAll(active);
-    const d = decide({ now, models: ordered.map(view) }, settings);
-    if (d.action.kind === 'switch') {
-      const target = slots.get(d.action.to)!;
-      busy = true;
-      if (!active) return wake(target);
-      active.state = 'draining';
-      draining = { from: active, target };
-      drive();
-      return;
-    }
-    if (d.recheckAt !== null) {
-      const token = ++timerToken;
-      agenda.push(d.recheckAt, () => {
-        if (token === timerToken) drive();
-      });
     }
   }
 
@@ -238,5 +279,5 @@ export function simulate(models: readonly SimModel[], clients: readonly Client[]
     now = e.at;
     e.run();
   }
-  return { requests, switches, servingMs: serving, spanMs: Math.max(0, last - first) };
+  return { requests, switches, sleeps, servingMs: serving, spanMs: Math.max(0, last - first) };
 }

@@ -16,6 +16,12 @@ export interface SimArgs {
   adminApiKey: string | null;
   /** --dp-size: data-parallel ranks, each with its own scheduler. */
   dpSize: number;
+  /** --tp-size: tensor-parallel ranks, one GPU each. */
+  tpSize: number;
+  /** --enable-dp-attention: the data-parallel ranks run inside the tensor-parallel GPUs. */
+  dpAttention: boolean;
+  /** --base-gpu-id: the first CUDA device of rank 0. */
+  baseGpuId: number;
   /** --load-format: update_weights_from_disk supports only the default loader. */
   loadFormat: string;
   /** Flags accepted but not simulated, for the startup log. */
@@ -27,7 +33,6 @@ export class UsageError extends Error {}
 
 const VALUE_FLAGS = new Set([
   '--model-path',
-  '--model',
   '--served-model-name',
   '--port',
   '--host',
@@ -35,10 +40,20 @@ const VALUE_FLAGS = new Set([
   '--api-key',
   '--admin-api-key',
   '--dp-size',
+  '--tp-size',
+  '--base-gpu-id',
   '--load-format',
   '--config',
 ]);
-const BOOL_FLAGS = new Set(['--enable-memory-saver', '--enable-weights-cpu-backup']);
+const BOOL_FLAGS = new Set(['--enable-memory-saver', '--enable-weights-cpu-backup', '--enable-dp-attention']);
+/** Other spellings SGLang accepts: argparse's aliases and the unique prefixes scripts use. */
+const ALIASES: Record<string, string> = {
+  '--model': '--model-path',
+  '--tp': '--tp-size',
+  '--tensor-parallel-size': '--tp-size',
+  '--dp': '--dp-size',
+  '--data-parallel-size': '--dp-size',
+};
 
 /** `--config file.yaml`: SGLang merges `key: value` lines (flag names, `_` or `-`) into the
  * command line. Only flat scalars are read, enough to hide a flag from the script's text. */
@@ -55,11 +70,13 @@ function configArgs(path: string, readFile: (p: string) => string): string[] {
   return out;
 }
 
-function positiveInt(flag: string, text: string): number {
+function intAtLeast(min: number, flag: string, text: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`argument ${flag}: invalid int value: '${text}'`);
+  if (!/^\s*\d+\s*$/.test(text) || n < min) throw new UsageError(`argument ${flag}: invalid int value: '${text}'`);
   return n;
 }
+const positiveInt = (flag: string, text: string): number => intAtLeast(1, flag, text);
+const nonNegativeInt = (flag: string, text: string): number => intAtLeast(0, flag, text);
 
 export function parseArgs(argvIn: readonly string[], readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): SimArgs {
   const values = new Map<string, string>();
@@ -74,7 +91,8 @@ export function parseArgs(argvIn: readonly string[], readFile: (p: string) => st
     const token = argv[i] ?? '';
     if (!token.startsWith('--')) throw new UsageError(`unrecognized arguments: ${token}`);
     const eq = token.indexOf('=');
-    const name = eq >= 0 ? token.slice(0, eq) : token;
+    const written = eq >= 0 ? token.slice(0, eq) : token;
+    const name = ALIASES[written] ?? written;
     const inline = eq >= 0 ? token.slice(eq + 1) : null;
     const next = argv[i + 1];
     // A following token that is not itself a flag is this flag's value (e.g. "--tp 1").
@@ -87,7 +105,7 @@ export function parseArgs(argvIn: readonly string[], readFile: (p: string) => st
     if (VALUE_FLAGS.has(name)) {
       const value = inline ?? takeNext();
       if (value === null) throw new UsageError(`argument ${name}: expected one argument`);
-      values.set(name === '--model' ? '--model-path' : name, value);
+      values.set(name, value);
     } else if (BOOL_FLAGS.has(name)) {
       if (inline !== null) throw new UsageError(`argument ${name}: ignored explicit argument '${inline}'`);
       bools.add(name);
@@ -122,6 +140,9 @@ export function parseArgs(argvIn: readonly string[], readFile: (p: string) => st
     apiKey: values.get('--api-key') ?? null,
     adminApiKey: values.get('--admin-api-key') ?? null,
     dpSize: positiveInt('--dp-size', values.get('--dp-size') ?? '1'),
+    tpSize: positiveInt('--tp-size', values.get('--tp-size') ?? '1'),
+    dpAttention: bools.has('--enable-dp-attention'),
+    baseGpuId: nonNegativeInt('--base-gpu-id', values.get('--base-gpu-id') ?? '0'),
     loadFormat: values.get('--load-format') ?? 'auto',
     ignored,
   };

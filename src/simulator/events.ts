@@ -37,8 +37,13 @@ export interface LedgerEvent {
   event: LedgerEventKind;
   /** alloc/free/oom/hang: megabytes concerned */
   mb?: number;
-  /** alloc/free/oom: total MB in use across all simulators after (or, for oom, before) this event */
+  /** alloc/free/oom: MB in use on the event's GPU across all simulators after (or, for oom,
+   * before) this event; for oom, on the most used of the server's GPUs */
   used?: number;
+  /** alloc/free: the physical GPU (as nvidia-smi numbers it); absent: GPU 0 */
+  gpu?: number;
+  /** start: the physical GPUs the server's ranks run on */
+  gpus?: number[];
   /** free with SGLANG_SIM_FREE_LAG_MS: epoch ms at which the memory really becomes free */
   at?: number;
   /** release/resume/alloc/free: memory tags concerned */

@@ -71,6 +71,9 @@ export function serverInfo(sim: Sim, call: Call): void {
     enable_memory_saver: a.memorySaver,
     enable_weights_cpu_backup: a.cpuBackup,
     dp_size: a.dpSize,
+    tp_size: a.tpSize,
+    enable_dp_attention: a.dpAttention,
+    base_gpu_id: a.baseGpuId,
     load_format: a.loadFormat,
     version: '0.5.23-sim',
   });

@@ -12,6 +12,9 @@ export interface Knobs {
   keepAliveMs: number;
   freeLagMs: number;
   ledger: string | null;
+  /** GPUs of the simulated host, numbered from 0. */
+  gpus: number;
+  /** The size of each of them. */
   gpuMb: number;
   modelMb: number;
   hangResume: boolean;
@@ -43,6 +46,12 @@ function optionalInt(env: Env, name: string): number | null {
   return value;
 }
 
+function positiveInt(env: Env, name: string, fallback: number): number {
+  const value = optionalInt(env, name) ?? fallback;
+  if (value < 1) throw new Error(`${name} must be a positive integer, got '${env[name] ?? ''}'`);
+  return value;
+}
+
 function flag(env: Env, name: string): boolean {
   const raw = (env[name] ?? '').trim().toLowerCase();
   return raw !== '' && raw !== '0' && raw !== 'false' && raw !== 'no';
@@ -61,6 +70,7 @@ export function readKnobs(env: Env): Knobs {
     keepAliveMs: num(env, 'SGLANG_SIM_KEEPALIVE_MS', 5000),
     freeLagMs: num(env, 'SGLANG_SIM_FREE_LAG_MS', 0),
     ledger: ledger === undefined || ledger === '' ? null : ledger,
+    gpus: positiveInt(env, 'SGLANG_SIM_GPUS', 1),
     gpuMb: num(env, 'SGLANG_SIM_GPU_MB', 1000),
     modelMb: num(env, 'SGLANG_SIM_MODEL_MB', 600),
     hangResume: flag(env, 'SGLANG_SIM_HANG_RESUME'),

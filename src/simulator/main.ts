@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, UsageError, type SimArgs } from './args.js';
 import type { Sim } from './context.js';
+import { DeviceError, devicesOf } from './devices.js';
 import { createHttpServer } from './http.js';
 import { readKnobs, type Knobs } from './knobs.js';
 import { Ledger } from './ledger.js';
@@ -27,18 +28,29 @@ function configure(): { args: SimArgs; knobs: Knobs } {
   }
 }
 
+function gpusOf(args: SimArgs, knobs: Knobs): number[] {
+  try {
+    return devicesOf(args, process.env['CUDA_VISIBLE_DEVICES'], knobs.gpus);
+  } catch (e) {
+    if (!(e instanceof DeviceError)) throw e;
+    log.error(`Scheduler hit an exception: ${e.message}`);
+    process.exit(1);
+  }
+}
+
 async function main(): Promise<void> {
   const { args, knobs } = configure();
-  const ledger = new Ledger(knobs.ledger, { pid: process.pid, port: args.port, model: args.servedName }, knobs.gpuMb);
+  const gpus = gpusOf(args, knobs);
+  const ledger = new Ledger(knobs.ledger, { pid: process.pid, port: args.port, model: args.servedName }, knobs.gpuMb, gpus);
   installExitHandlers(ledger);
 
   const ignored = args.ignored.length > 0 ? `, ignored=[${args.ignored.join(' ')}]` : '';
   log.info(
     `server_args=ServerArgs(model_path='${args.modelPath}', served_model_name='${args.servedName}', host='${args.host}', port=${args.port}, ` +
       `enable_memory_saver=${args.memorySaver ? 'True' : 'False'}, enable_weights_cpu_backup=${args.cpuBackup ? 'True' : 'False'}, ` +
-      `mem_fraction_static=${args.memFractionStatic ?? 'None'}, api_key=${args.apiKey === null ? 'None' : "'***'"}${ignored})`,
+      `mem_fraction_static=${args.memFractionStatic ?? 'None'}, tp_size=${args.tpSize}, dp_size=${args.dpSize}, base_gpu_id=${args.baseGpuId}, api_key=${args.apiKey === null ? 'None' : "'***'"}${ignored})`,
   );
-  ledger.record('start', { model_path: args.modelPath });
+  ledger.record('start', { model_path: args.modelPath, gpus });
 
   if (knobs.exitAtStart !== null) {
     faultExit(ledger, 'exit_at_start', knobs.exitAtStart, `Scheduler hit an exception: RuntimeError: simulated startup failure (SGLANG_SIM_EXIT_AT_START=${knobs.exitAtStart})`);

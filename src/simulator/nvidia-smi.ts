@@ -2,17 +2,26 @@
 // dist/sim-nvidia-smi.mjs, run by src/simulator/bin/nvidia-smi). It answers the query sglangmux
 // makes, `--query-gpu=timestamp,index,memory.used,memory.total --format=csv,noheader,nounits` (any of those
 // fields, in any order), once or in a loop (`-lms N` / `--loop-ms=N`, `-l N` / `--loop=N` in seconds), so the daemon's wait for released
-// memory to be really free (SGLANG-FACTS hazard 4) runs against the simulator too. One GPU, index 0.
+// memory to be really free (SGLANG-FACTS hazard 4) runs against the simulator too. One line per
+// GPU of the simulated host (SGLANG_SIM_GPUS, index 0 up), as the real one prints them.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import type { LedgerEvent } from './events.js';
-import { usedBy, usedNow } from './ledger.js';
+import { readKnobs } from './knobs.js';
+import { usedBy, usedNow, type UsageByGpu } from './ledger.js';
 
 const argv = process.argv.slice(2);
 const ledger = process.env.SGLANG_SIM_LEDGER;
 const FIELDS = ['timestamp', 'index', 'memory.used', 'memory.total'] as const;
-/** The simulated GPU's size: the simulators' SGLANG_SIM_GPU_MB (same default). */
-const totalMb = Number(process.env.SGLANG_SIM_GPU_MB ?? '') || 1000;
+/** The simulated host as the simulators see it: SGLANG_SIM_GPUS GPUs of SGLANG_SIM_GPU_MB each. */
+const host = ((): { gpus: number; gpuMb: number } => {
+  try {
+    return readKnobs(process.env);
+  } catch (e) {
+    process.stderr.write(`sglang simulator: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+})();
 type Field = (typeof FIELDS)[number];
 const fields = /--query-gpu=(\S+)/.exec(argv.join(' '))?.[1]?.split(',') ?? [];
 const isField = (f: string): f is Field => (FIELDS as readonly string[]).includes(f);
@@ -38,9 +47,15 @@ function loopMs(): number | null {
   return null;
 }
 
-function print(mb: number): void {
-  const value: Record<Field, string> = { timestamp: timestamp(new Date()), index: '0', 'memory.used': String(Math.round(mb)), 'memory.total': String(totalMb) };
-  process.stdout.write(`${fields.map((f) => value[f as Field]).join(', ')}\n`);
+/** One sample: a line per GPU, all with the same timestamp. */
+function print(usage: UsageByGpu): void {
+  const at = timestamp(new Date());
+  let out = '';
+  for (let gpu = 0; gpu < host.gpus; gpu++) {
+    const value: Record<Field, string> = { timestamp: at, index: String(gpu), 'memory.used': String(Math.round(usage.get(gpu) ?? 0)), 'memory.total': String(host.gpuMb) };
+    out += `${fields.map((f) => value[f as Field]).join(', ')}\n`;
+  }
+  process.stdout.write(out);
 }
 
 /** In a loop, the ledger is followed: only its new lines are read at each sample, and only the
@@ -53,7 +68,7 @@ class LedgerFollower {
 
   constructor(private readonly path: string) {}
 
-  used(): number {
+  used(): UsageByGpu {
     this.readNew();
     return usedBy(this.memory, Date.now());
   }
@@ -89,14 +104,14 @@ class LedgerFollower {
 
 const period = loopMs();
 if (period === null) {
-  print(ledger ? usedNow(ledger) : 0);
+  print(ledger ? usedNow(ledger) : new Map());
 } else {
   if (!(period > 0)) {
     process.stderr.write('sglang simulator: nvidia-smi loop period must be a positive number\n');
     process.exit(2);
   }
   const follower = ledger ? new LedgerFollower(ledger) : null;
-  const sample = (): void => print(follower?.used() ?? 0);
+  const sample = (): void => print(follower?.used() ?? new Map());
   // Like the real one: runs until killed, and dies of EPIPE once nobody reads it.
   process.stdout.on('error', () => process.exit(0));
   sample();

@@ -34,6 +34,8 @@ export interface ModelDef {
   readonly exec?: boolean;
   /** Replaces the whole sglang command line. */
   readonly command?: string;
+  /** More sglang flags on the default command line (e.g. `--mem-fraction-static 0.4`). */
+  readonly flags?: string;
   /** A fixed port for the model (default: a free one). */
   readonly port?: number;
 }
@@ -51,7 +53,7 @@ export function launchScript(def: ModelDef, port: number): string {
   ].join('');
   const exports = Object.entries(def.env ?? {}).map(([k, v]) => `export ${k}='${v}'\n`).join('');
   const command = def.command ??
-    `python3 -m sglang.launch_server --model-path sim/${def.name} --served-model-name "$MODEL_NAME" --port "$PORT"${flags}`;
+    `python3 -m sglang.launch_server --model-path sim/${def.name} --served-model-name "$MODEL_NAME" --port "$PORT"${flags}${def.flags ? ` ${def.flags}` : ''}`;
   return `#!/usr/bin/env bash\nMODEL_NAME='${def.name}'\nPORT=${port}\n${exports}${def.exec === false ? '' : 'exec '}${command}\n`;
 }
 
@@ -68,6 +70,7 @@ export const FAST_SIM: Readonly<Record<string, string>> = {
 export interface Health {
   status: string;
   active_model: string | null;
+  awake_models: string[];
   models: { id: string; state: string; port: number; gpus: number[]; gpu_share: number | null }[];
 }
 

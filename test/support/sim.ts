@@ -40,20 +40,21 @@ export function crashes(evs: readonly LedgerEvent[]): LedgerEvent[] {
   return evs.filter((e) => e.event === 'crash');
 }
 
-/** Highest total GPU MB in use at any moment, replaying alloc/free in time order (a free with
- * `at`, from SGLANG_SIM_FREE_LAG_MS, counts from then). */
+/** Highest GPU MB in use on one GPU at any moment, replaying alloc/free in time order (a free
+ * with `at`, from SGLANG_SIM_FREE_LAG_MS, counts from then; an event without `gpu` is GPU 0). */
 export function maxUsage(evs: readonly LedgerEvent[]): number {
-  const steps: { t: number; i: number; mb: number }[] = [];
+  const steps: { t: number; i: number; mb: number; gpu: number }[] = [];
   evs.forEach((e, i) => {
-    if (e.event === 'alloc') steps.push({ t: e.t, i, mb: e.mb ?? 0 });
-    if (e.event === 'free') steps.push({ t: e.at ?? e.t, i, mb: -(e.mb ?? 0) });
+    if (e.event === 'alloc') steps.push({ t: e.t, i, mb: e.mb ?? 0, gpu: e.gpu ?? 0 });
+    if (e.event === 'free') steps.push({ t: e.at ?? e.t, i, mb: -(e.mb ?? 0), gpu: e.gpu ?? 0 });
   });
   steps.sort((a, b) => a.t - b.t || a.i - b.i);
-  let used = 0;
+  const used = new Map<number, number>();
   let max = 0;
   for (const s of steps) {
-    used += s.mb;
-    max = Math.max(max, used);
+    const now = (used.get(s.gpu) ?? 0) + s.mb;
+    used.set(s.gpu, now);
+    max = Math.max(max, now);
   }
   return max;
 }
@@ -70,6 +71,7 @@ export function simBundle(): string {
 
 export interface SimOptions {
   ledger?: string;
+  gpus?: number;
   gpuMb?: number;
   modelMb?: number;
   startupMs?: number;
@@ -94,6 +96,7 @@ export interface SimOptions {
 
 const KNOB_NAMES: Record<keyof SimOptions, string> = {
   ledger: 'SGLANG_SIM_LEDGER',
+  gpus: 'SGLANG_SIM_GPUS',
   gpuMb: 'SGLANG_SIM_GPU_MB',
   modelMb: 'SGLANG_SIM_MODEL_MB',
   startupMs: 'SGLANG_SIM_STARTUP_MS',
