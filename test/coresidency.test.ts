@@ -51,6 +51,32 @@ describe('two models at 0.4 on one GPU', () => {
   });
 });
 
+describe('two models at 0.4 that each take more than their share', () => {
+  // Their CUDA graphs (150 MB) come outside the fraction, as on a real server: 0.55 each.
+  let d: Daemon;
+  useDaemon((started) => (d = started), { models: [atShare('a', 0.4), atShare('b', 0.4)], env: { ...SHARED, SGLANG_SIM_CUDA_GRAPH_MB: '150' } });
+
+  test('are measured at their wake, warned about once, and planned with what they took', async () => {
+    const warning = (m: string): RegExp => new RegExp(`model ${m}: took \\d+ MiB on GPU 0 at its wake, a share of 0\\.550 against --mem-fraction-static 0\\.4; planning with 0\\.550`, 'g');
+    // The measurement follows the wake (the answer does not wait for it).
+    await reply(d, 'a');
+    await d.waitLog(warning('a'), 30_000, true);
+    await reply(d, 'b');
+    await d.waitLog(warning('b'), 30_000, true);
+    const text = await (await fetch(`${d.url}/metrics`)).text();
+    assert.match(text, /^sglangmux_gpu_planned_share\{gpu="0"\} 0\.55$/m, 'one of them awake, planned at 0.55');
+    // From now on each request for the other model is a planned switch, not a wake beside it
+    // that finds no room.
+    const mark = d.output.length;
+    for (const m of ['a', 'b', 'a', 'b']) await reply(d, m);
+    const log = d.output.slice(mark);
+    assert.equal(log.match(/switch \w+ -> \w+ \(/g)?.length, 4, log);
+    assert.doesNotMatch(log, /it fits beside/);
+    for (const m of ['a', 'b']) assert.equal(d.output.match(warning(m))?.length, 1, `one warning for ${m}`);
+    assertNoHazard(d);
+  });
+});
+
 describe('three models at 0.45 on one GPU', () => {
   let d: Daemon;
   useDaemon((started) => (d = started), { models: [atShare('a', 0.45), atShare('b', 0.45), atShare('c', 0.45)], env: SHARED });

@@ -715,6 +715,15 @@ describe('ledger', () => {
     assert.ok(maxUsage(readLedger(ledger)) <= 1000);
   });
 
+  test('SGLANG_SIM_CUDA_GRAPH_MB: the graphs come outside --mem-fraction-static, and go and come back with release and resume', async () => {
+    const ledger = newLedger();
+    const sim = await Sim.start({ args: ['--enable-memory-saver', '--mem-fraction-static', '0.4'], env: { ledger, modelMb: 200, cudaGraphMb: 150 } });
+    assert.deepEqual(sim.events().filter((e) => e.event === 'alloc').map((e) => e.mb), [550]);
+    assert.equal((await post(sim.port, '/release_memory_occupation', {})).status, 200);
+    assert.equal((await post(sim.port, '/resume_memory_occupation', {})).status, 200);
+    assert.deepEqual(sim.events().filter((e) => e.event === 'alloc').map((e) => e.mb), [550, 550]);
+  });
+
   test('a stale ledger lock left by a dead process is taken over', async () => {
     const ledger = newLedger();
     const dead = spawn(process.execPath, ['-e', '0']);

@@ -24,6 +24,8 @@ export interface Knobs {
   failReload: boolean;
   corruptReload: boolean;
   residueMb: number;
+  /** With --mem-fraction-static: CUDA graph memory taken outside the fraction (0: inside it). */
+  cudaGraphMb: number;
   exitAtStart: number | null;
   crashAfterTokens: number | null;
 }
@@ -80,6 +82,7 @@ export function readKnobs(env: Env): Knobs {
     failReload: flag(env, 'SGLANG_SIM_FAIL_RELOAD'),
     corruptReload: flag(env, 'SGLANG_SIM_CORRUPT_RELOAD'),
     residueMb: num(env, 'SGLANG_SIM_RESIDUE_MB', 0),
+    cudaGraphMb: num(env, 'SGLANG_SIM_CUDA_GRAPH_MB', 0),
     exitAtStart: optionalInt(env, 'SGLANG_SIM_EXIT_AT_START'),
     crashAfterTokens: optionalInt(env, 'SGLANG_SIM_CRASH_AFTER_TOKENS'),
   };

@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   // Loading the model takes its whole share at once (plus the residue outside the memory saver:
   // CUDA context and other allocations a release never frees); a GPU already held by others
   // means OOM.
-  const sizes = sizesAtStart(knobs.modelMb, args.memFractionStatic, knobs.gpuMb - ledger.usedMb());
+  const sizes = sizesAtStart(knobs.modelMb, args.memFractionStatic, knobs.gpuMb - ledger.usedMb(), knobs.cudaGraphMb);
   const share = sizes === null ? knobs.modelMb : sizes.weights + sizes.kv_cache + sizes.cuda_graph;
   const got = sizes === null ? { ok: false, used: ledger.usedMb() } : ledger.allocate(share + knobs.residueMb, { reason: 'load' });
   if (!got.ok || sizes === null) {

@@ -13,12 +13,15 @@ export function tagSizes(shareMb: number): Record<Tag, number> {
 /** What a server takes when it loads. Without --mem-fraction-static the fixed split of
  * `modelMb`. With fraction F, SGLang sizes its KV cache from the memory free at start: F × free
  * minus the weights and CUDA graphs (so a server started while others hold memory gets a smaller
- * KV cache). Null when nothing would be left for the KV cache (out of memory). */
-export function sizesAtStart(modelMb: number, fraction: number | null, freeMb: number): Record<Tag, number> | null {
+ * KV cache). With `graphsOutsideMb` > 0 the CUDA graphs take that much in the headroom the
+ * fraction leaves instead, as a real server captures them after its KV cache: the server then
+ * takes more than its fraction. Null when nothing would be left for the KV cache (out of memory). */
+export function sizesAtStart(modelMb: number, fraction: number | null, freeMb: number, graphsOutsideMb = 0): Record<Tag, number> | null {
   const fixed = tagSizes(modelMb);
   if (fraction === null) return fixed;
-  const kv = Math.floor(fraction * freeMb) - fixed.weights - fixed.cuda_graph;
-  return kv > 0 ? { ...fixed, kv_cache: kv } : null;
+  const inside = graphsOutsideMb > 0 ? 0 : fixed.cuda_graph;
+  const kv = Math.floor(fraction * freeMb) - fixed.weights - inside;
+  return kv > 0 ? { weights: fixed.weights, kv_cache: kv, cuda_graph: graphsOutsideMb > 0 ? graphsOutsideMb : fixed.cuda_graph } : null;
 }
 
 /** Parses the body of release/resume: `{}`, `{"tags": null}`, `{"tags": []}` mean all tags.

@@ -87,6 +87,7 @@ export interface SimOptions {
   hangRelease?: boolean;
   failRelease?: boolean;
   residueMb?: number;
+  cudaGraphMb?: number;
   noPause?: boolean;
   failReload?: boolean;
   corruptReload?: boolean;
@@ -112,6 +113,7 @@ const KNOB_NAMES: Record<keyof SimOptions, string> = {
   hangRelease: 'SGLANG_SIM_HANG_RELEASE',
   failRelease: 'SGLANG_SIM_FAIL_RELEASE',
   residueMb: 'SGLANG_SIM_RESIDUE_MB',
+  cudaGraphMb: 'SGLANG_SIM_CUDA_GRAPH_MB',
   noPause: 'SGLANG_SIM_NO_PAUSE',
   failReload: 'SGLANG_SIM_FAIL_RELOAD',
   corruptReload: 'SGLANG_SIM_CORRUPT_RELOAD',
