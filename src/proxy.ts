@@ -9,14 +9,14 @@
 // upstream call, a non-stream upstream answer) becomes a final `data: {"error":…}` event.
 import type { IncomingMessage } from 'node:http';
 import type Koa from 'koa';
-import { chunkWriter } from './chunk-writer.js';
+import { frameWriter } from './frame-writer.js';
 import {
   ApiError, invalidUpstreamResponse, logApiError, missingModel, modelNotFound, upstreamTimeout, upstreamUnreachable,
 } from './errors.js';
 import { log } from './log.js';
 import type { RequestMetrics, UpstreamErrorKind } from './metrics.js';
 import { ClientGone, type Lease, type Scheduler } from './scheduler.js';
-import { forward as send, UpstreamTimeout } from './upstream.js';
+import { forward as send, openStream, UpstreamTimeout, type Answer, type FrameSource } from './upstream.js';
 
 export interface ProxyOptions {
   readonly upstreamTimeoutMs: number;
@@ -152,23 +152,24 @@ async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number
   const failedBeforeAnswer = (err: unknown): Outcome => (signal.aborted
     ? { status: CLIENT_CLOSED, note: 'client left before the answer' }
     : fail(call, upstreamFailure(call, err)));
-  let upstream: IncomingMessage;
+  let answer: Answer;
   try {
-    upstream = await send(lease.server, ctx.path, { body, signal, stream: call.stream, timeoutMs });
+    // A stream on a connection of its own, its frames passed through as they came.
+    const opts = { body, signal, stream: call.stream, timeoutMs };
+    answer = call.stream ? await openStream(lease.server, ctx.path, opts) : await send(lease.server, ctx.path, opts);
   } catch (err) {
     return failedBeforeAnswer(err);
   }
-  const status = upstream.statusCode ?? 502;
-  const contentType = String(upstream.headers['content-type'] ?? '');
+  const { status, contentType } = answer;
 
-  if (contentType.startsWith('text/event-stream')) {
+  if (answer.kind === 'frames') {
     if (!call.committed) {
       ctx.respond = false;
       ctx.res.writeHead(status, { ...SSE_HEADERS, 'content-type': contentType });
       ctx.res.flushHeaders();
       call.committed = true;
     }
-    const end = await relay(call, upstream);
+    const end = await relay(call, answer.body);
     if (end === 'client left') return { status: CLIENT_CLOSED, note: `${status} stream, client left` };
     if (end === 'done') return { status, note: `${status} stream` };
     log.warn(`stream from ${lease.server.spec.name} broke: ${end.message}`);
@@ -177,7 +178,7 @@ async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number
 
   let raw: Buffer;
   try {
-    raw = await collect(upstream);
+    raw = answer.kind === 'whole' ? answer.body : await collect(answer.body);
   } catch (err) {
     return failedBeforeAnswer(err);
   }
@@ -243,38 +244,40 @@ function firstByte(call: Call): void {
 type StreamEnd = 'done' | 'client left' | ApiError;
 
 /**
- * Passes the upstream's bytes through as they come: each chunk is written the moment it arrives
+ * Passes the upstream's frames through as they come: each run is written the moment it arrives
  * (no coalescing of events), and the upstream is paused while the client's socket buffer is
  * full. If the upstream breaks mid-stream (the server crashed, a timeout), the client gets a
  * final `data: {"error":…}` event, the way SGLang itself reports errors once the status is sent,
  * instead of a silently truncated stream. A plain event relay rather than stream.pipeline: this
  * runs per token for every open stream, and each stream layer costs CPU per event.
  */
-function relay(call: Call, upstream: IncomingMessage): Promise<StreamEnd> {
+function relay(call: Call, upstream: FrameSource): Promise<StreamEnd> {
   const res = call.ctx.res;
-  const out = chunkWriter(res);
+  const out = frameWriter(res);
   return new Promise((resolve) => {
     if (call.signal.aborted) return resolve('client left');
     const resume = (): void => {
       upstream.resume();
     };
+    let ended = false;
     const clientLeft = (): void => finish('client left');
     const finish = (end: StreamEnd): void => {
+      if (ended) return;
+      ended = true;
       out.drains.off('drain', resume);
       call.signal.removeEventListener('abort', clientLeft);
       resolve(end);
     };
     out.drains.on('drain', resume);
     call.signal.addEventListener('abort', clientLeft);
-    upstream.on('data', (chunk: Buffer) => {
+    upstream.start((frames) => {
       firstByte(call);
-      if (!out.write(chunk)) upstream.pause();
-    });
-    upstream.once('end', () => {
-      res.end();
-      finish('done');
-    });
-    upstream.once('error', (err) => {
+      if (!out.write(frames)) upstream.pause();
+    }, (err) => {
+      if (err === null) {
+        res.end();
+        return finish('done');
+      }
       if (call.signal.aborted) return finish('client left');
       const failure = upstreamFailure(call, err, 'stream_broken');
       res.end(`data: ${JSON.stringify(failure.toBody())}\n\n`);

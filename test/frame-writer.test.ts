@@ -1,22 +1,26 @@
-// chunkWriter frames each chunk itself on an HTTP/1.1 response and leaves an HTTP/1.0 one to
-// ServerResponse: either way the client reads exactly the bytes written, in order.
+// frameWriter passes whole chunked frames to the socket of an HTTP/1.1 response and their data
+// to ServerResponse for an HTTP/1.0 one: either way the client reads exactly the data, in order.
 import assert from 'node:assert/strict';
 import { createServer, get, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { chunkWriter } from '../src/chunk-writer.js';
+import { frame } from '../src/chunk-frames.js';
+import { frameWriter } from '../src/frame-writer.js';
 
 const PARTS = ['data: {"a":1}\n\n', '', 'data: ünïcode ✓\n\n', 'x'.repeat(70_000), 'data: [DONE]\n\n'];
 
-describe('chunkWriter', () => {
+describe('frameWriter', () => {
   let server: Server;
   let port: number;
   before(async () => {
     server = createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.flushHeaders();
-      const out = chunkWriter(res);
-      for (const p of PARTS) out.write(Buffer.from(p));
+      const out = frameWriter(res);
+      // One frame at a time, and two in one run.
+      const frames = PARTS.filter((p) => p !== '').map((p) => frame(Buffer.from(p)));
+      for (const f of frames.slice(0, -2)) out.write(f);
+      out.write(Buffer.concat(frames.slice(-2)));
       res.end();
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
