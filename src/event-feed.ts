@@ -49,7 +49,7 @@ export class EventFeed {
 
   /** The kept events, oldest first. */
   history(): FeedEvent[] {
-    return [...this.lifecycle, ...this.requests].sort((a, b) => a.seq - b.seq);
+    return [...this.lifecycle.slice(-KEEP_LIFECYCLE), ...this.requests.slice(-KEEP_REQUESTS)].sort((a, b) => a.seq - b.seq);
   }
 
   /** Calls `listener` with every event from now on; returns the unsubscribe function. */
@@ -61,7 +61,8 @@ export class EventFeed {
   private add(e: Reported, kept: FeedEvent[], keep: number): void {
     const event: FeedEvent = { seq: ++this.seq, t: Date.now(), ...e };
     kept.push(event);
-    if (kept.length > keep) kept.splice(0, kept.length - keep);
+    // Trimmed in batches: trimmed per event, the whole history would move on every request.
+    if (kept.length >= 2 * keep) kept.splice(0, kept.length - keep);
     for (const listener of this.subscribers) listener(event);
   }
 }

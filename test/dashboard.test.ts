@@ -126,6 +126,12 @@ describe('dashboard on a loopback listener without an admin key', () => {
     assert.equal(kept.at(-1)?.kind, 'phase');
     for (let i = 0; i < 1200; i++) feed.stateChanged({ model: 'a', from: 'awake', to: 'draining' });
     assert.equal(feed.history().filter((e) => e.kind !== 'request').length, 1000);
+    // Past the point where the kept list is trimmed: still the newest 2000, in order.
+    for (let i = 0; i < 5000; i++) feed.request({ model: 'a', route: '/v1/completions', status: 200, ms: 1 });
+    const requests = feed.history().filter((e) => e.kind === 'request');
+    assert.equal(requests.length, 2000);
+    assert.equal(requests.at(-1)?.seq, 1 + 2500 + 1 + 1200 + 5000);
+    assert.ok(requests.every((e, i) => i === 0 || e.seq === requests[i - 1]!.seq + 1));
   });
 });
 
