@@ -23,20 +23,6 @@ const LF = 0x0a;
 /** A size line longer than this is not one (16 hex digits and an extension are far less). */
 const MAX_SIZE_LINE = 1024;
 
-/** One data frame carrying `payload` (not empty: a frame of size 0 ends the body). */
-export function frame(payload: Buffer): Buffer {
-  const size = payload.length.toString(16);
-  const out = Buffer.allocUnsafe(size.length + payload.length + 4);
-  out.write(size, 0, 'latin1');
-  let at = size.length;
-  out[at++] = CR;
-  out[at++] = LF;
-  at += payload.copy(out, at);
-  out[at++] = CR;
-  out[at] = LF;
-  return out;
-}
-
 /** Finds the complete data frames at the start of `buf`; `onPayload`, when given, is told
  * where each one's data lies. Throws FrameError on bytes that are not chunked encoding. */
 export function scanFrames(buf: Buffer, onPayload?: (start: number, end: number) => void): FrameScan {

@@ -1,11 +1,12 @@
 // The HTTP client for one SGLang server: readiness and the sleep/wake control calls, each with a
 // timeout, through the SGLang API table (src/sglang-api.ts) and with the key its route needs.
-// Users' requests are forwarded on the same connection pool by src/upstream.ts.
+// Users' requests go on connections of their own (`connections`, read by src/upstream.ts).
 import { Agent } from 'node:http';
 import got, { type Got } from 'got';
 import type { ModelSpec } from './launch-script.js';
 import { log } from './log.js';
 import { SGLANG_ROUTES, type SglangBody, type SglangQuery, type SglangRoute, type SglangRouteName } from './sglang-api.js';
+import { ConnectionPool } from './upstream-pool.js';
 
 /** uvicorn closes idle keep-alive connections at 5 s; drop ours earlier so none is reused dead. */
 export const FREE_SOCKET_TIMEOUT_MS = 4000;
@@ -56,8 +57,9 @@ interface Answer {
 }
 
 export class ModelServer {
-  /** Shared with the data plane (src/upstream.ts). */
-  readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
+  private readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
+  /** The data plane's keep-alive connections (src/upstream.ts). */
+  readonly connections: ConnectionPool;
   private readonly http: Got;
   /** Whether the build has /pause_generation (2025-07+), learned from its first answer. */
   private pauseRoutes: 'unknown' | 'present' | 'absent' = 'unknown';
@@ -65,6 +67,7 @@ export class ModelServer {
   private readonly oldOnly = new Set<SglangRouteName>();
 
   constructor(readonly spec: ModelSpec) {
+    this.connections = new ConnectionPool(spec.port, FREE_SOCKET_TIMEOUT_MS);
     this.http = got.extend({
       prefixUrl: `http://127.0.0.1:${spec.port}`,
       agent: { http: this.agent },
@@ -205,5 +208,6 @@ export class ModelServer {
 
   close(): void {
     this.agent.destroy();
+    this.connections.close();
   }
 }

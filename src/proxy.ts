@@ -7,7 +7,6 @@
 // with SSE comment lines while it waits (--sse-keepalive-secs). From then on the answer can only
 // be events: the upstream's events follow on the same response, and any failure (the wait, the
 // upstream call, a non-stream upstream answer) becomes a final `data: {"error":…}` event.
-import type { IncomingMessage } from 'node:http';
 import type Koa from 'koa';
 import { frameWriter } from './frame-writer.js';
 import {
@@ -149,16 +148,14 @@ class WaitingStream {
 /** Forwards the request and writes the answer. */
 async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number): Promise<Outcome> {
   const { ctx, signal } = call;
-  const failedBeforeAnswer = (err: unknown): Outcome => (signal.aborted
-    ? { status: CLIENT_CLOSED, note: 'client left before the answer' }
-    : fail(call, upstreamFailure(call, err)));
   let answer: Answer;
   try {
     // A stream on a connection of its own, its frames passed through as they came.
     const opts = { body, signal, stream: call.stream, timeoutMs };
     answer = call.stream ? await openStream(lease.server, ctx.path, opts) : await send(lease.server, ctx.path, opts);
   } catch (err) {
-    return failedBeforeAnswer(err);
+    if (signal.aborted) return { status: CLIENT_CLOSED, note: 'client left before the answer' };
+    return fail(call, upstreamFailure(call, err));
   }
   const { status, contentType } = answer;
 
@@ -176,12 +173,7 @@ async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number
     return { status: end.status, note: `${status} stream, upstream broke` };
   }
 
-  let raw: Buffer;
-  try {
-    raw = answer.kind === 'whole' ? answer.body : await collect(answer.body);
-  } catch (err) {
-    return failedBeforeAnswer(err);
-  }
+  const raw = answer.body;
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw.toString('utf8'));
@@ -283,15 +275,6 @@ function relay(call: Call, upstream: FrameSource): Promise<StreamEnd> {
       res.end(`data: ${JSON.stringify(failure.toBody())}\n\n`);
       finish(failure);
     });
-  });
-}
-
-function collect(upstream: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    upstream.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    upstream.once('error', reject);
   });
 }
 

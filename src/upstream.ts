@@ -1,13 +1,21 @@
-// The data plane's upstream half: one client request sent to a model server. Not got (which
-// keeps the daemon's own control calls): this runs per request and its answer is read per token.
-// A whole answer comes through node:http on the server's keep-alive pool, as the plain
-// IncomingMessage. A streaming request gets a connection of its own, and its answer's chunked
-// frames are handed on as the raw bytes they arrived in: no HTTP parser runs per token, no
-// Readable carries it, and the relay has nothing to frame again.
-import { request, type IncomingMessage } from 'node:http';
+// The data plane's upstream half: one client request sent to a model server, on plain sockets.
+// Not got (which keeps the daemon's own control calls), nor node:http's client: this runs per
+// request and a stream's answer is read per token, so it does only what a proxy needs. A whole
+// answer is read on the model server's keep-alive pool (src/upstream-pool.ts); a streaming
+// request gets a connection of its own, and its answer's chunked frames are handed on as the
+// raw bytes they arrived in: no HTTP parser runs per token, no Readable carries it, and the relay
+// has nothing to frame again.
 import { connect, type Socket } from 'node:net';
-import { FrameError, frame, scanFrames } from './chunk-frames.js';
-import type { ModelServer } from './model-server.js';
+import { FrameError, scanFrames } from './chunk-frames.js';
+import type { ModelSpec } from './launch-script.js';
+import type { ConnectionPool } from './upstream-pool.js';
+
+/** What a request needs of its model server (a ModelServer has it). */
+export interface Upstream {
+  readonly spec: Pick<ModelSpec, 'port' | 'apiKey'>;
+  /** Its keep-alive connections, for whole answers. */
+  readonly connections: ConnectionPool;
+}
 
 export interface ForwardOptions {
   readonly body: Buffer;
@@ -27,45 +35,36 @@ export class UpstreamTimeout extends Error {
 }
 
 /**
- * Sends `body` to `path` on the model server, on its keep-alive pool (which closes sockets idle
- * for 4 s, below uvicorn's 5 s). Resolves with the answer's head; the body is then read from the
- * message (`data`/`end`, or `error`, which carries an UpstreamTimeout when the limit struck), or
- * from its frames if it is an event stream.
+ * Sends `body` to `path` on the model server's keep-alive pool, bounded in total by the timeout.
+ * Resolves with the answer: read whole (the connection then goes back to the pool if the server
+ * keeps it), or as frames if it is an event stream, which then bounds it like a stream.
  */
-export function forward(server: ModelServer, path: string, opts: ForwardOptions): Promise<Answer> {
-  const { apiKey, port } = server.spec;
-  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': opts.body.length };
-  if (apiKey) headers.authorization = `Bearer ${apiKey}`;
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: '127.0.0.1', port, path, method: 'POST', headers, agent: server.agent, signal: opts.signal,
-      // A stream's limit is the socket's idleness (before the head, between chunks).
-      timeout: opts.stream ? opts.timeoutMs : undefined,
-    });
-    let response: IncomingMessage | null = null;
-    const timeOut = (): void => {
-      const err = new UpstreamTimeout(opts.timeoutMs);
-      if (response) response.destroy(err);
-      else req.destroy(err);
-    };
-    const total = opts.stream ? null : setTimeout(timeOut, opts.timeoutMs);
-    if (opts.stream) req.once('timeout', timeOut);
-    req.once('response', (res: IncomingMessage) => {
-      response = res;
-      if (total) res.once('close', () => clearTimeout(total));
-      const status = res.statusCode ?? 502;
-      const contentType = String(res.headers['content-type'] ?? '');
-      resolve(contentType.startsWith('text/event-stream')
-        ? { kind: 'frames', status, contentType, body: messageFrames(res) }
-        : { kind: 'message', status, contentType, body: res });
-    });
-    // After the head, a failure reaches the reader through the response's own `error`.
-    req.on('error', (err) => {
-      if (total && !response) clearTimeout(total);
-      reject(err);
-    });
-    req.end(opts.body);
-  });
+export async function forward(server: Upstream, path: string, opts: ForwardOptions): Promise<Answer> {
+  const socket = server.connections.take();
+  const stopWatching = watchAbort(socket, opts.signal);
+  const total = setTimeout(() => socket.destroy(new UpstreamTimeout(opts.timeoutMs)), opts.timeoutMs);
+  socket.write(Buffer.concat([requestHead(server, path, opts.body.length, 'keep-alive'), opts.body]));
+  try {
+    const head = await readHead(socket);
+    if (isFrames(head)) {
+      clearTimeout(total);
+      socket.setTimeout(opts.timeoutMs, () => socket.destroy(new UpstreamTimeout(opts.timeoutMs)));
+      socket.once('close', stopWatching);
+      return framesAnswer(socket, head);
+    }
+    const body = await readBody(socket, head);
+    clearTimeout(total);
+    // No longer this request's: its client leaving must not close the connection.
+    stopWatching();
+    if (body.reusable) server.connections.give(socket);
+    else socket.destroy();
+    return { kind: 'whole', status: head.status, contentType: head.contentType, body: body.data };
+  } catch (err) {
+    clearTimeout(total);
+    stopWatching();
+    socket.destroy();
+    throw err;
+  }
 }
 
 /** The body of an event stream as runs of whole chunked-encoding frames. */
@@ -77,14 +76,12 @@ export interface FrameSource {
   resume(): void;
 }
 
-/** A model server's answer: an event stream as frames, or a body read whole here (a stream's
- * connection) or still to be read from node:http's message. */
+/** A model server's answer: an event stream as its frames, or a body read whole. */
 export type Answer =
   | { readonly kind: 'frames'; readonly status: number; readonly contentType: string; readonly body: FrameSource }
-  | { readonly kind: 'whole'; readonly status: number; readonly contentType: string; readonly body: Buffer }
-  | { readonly kind: 'message'; readonly status: number; readonly contentType: string; readonly body: IncomingMessage };
+  | { readonly kind: 'whole'; readonly status: number; readonly contentType: string; readonly body: Buffer };
 
-/** The answer's head went wrong (not HTTP, or too large). */
+/** The answer went wrong as HTTP (not HTTP, too large a head, cut short). */
 class BadAnswer extends Error {
   constructor(problem: string) {
     super(`invalid answer from the model server: ${problem}`);
@@ -97,70 +94,114 @@ const MAX_HEAD = 64 * 1024;
 
 /**
  * Sends a streaming request on a connection of its own (`connection: close`: a stream outlives
- * any pool's idle limits, and its end is the connection's). Bounded like a stream through the
- * pool: by the socket's idleness, before the head and between frames. Aborting `signal` closes
- * the connection, so the model server sees the client leave.
+ * any pool's idle limits, and its end is the connection's). Bounded by the socket's idleness,
+ * before the head and between frames. Aborting `signal` closes the connection, so the model
+ * server sees the client leave.
  */
-export function openStream(server: ModelServer, path: string, opts: ForwardOptions): Promise<Answer> {
+export async function openStream(server: Upstream, path: string, opts: ForwardOptions): Promise<Answer> {
+  const socket = connect({ host: '127.0.0.1', port: server.spec.port, noDelay: true });
+  socket.once('close', watchAbort(socket, opts.signal));
+  socket.setTimeout(opts.timeoutMs, () => socket.destroy(new UpstreamTimeout(opts.timeoutMs)));
+  socket.write(Buffer.concat([requestHead(server, path, opts.body.length, 'close'), opts.body]));
+  try {
+    const head = await readHead(socket);
+    if (isFrames(head)) return framesAnswer(socket, head);
+    const body = await readBody(socket, head);
+    socket.destroy();
+    return { kind: 'whole', status: head.status, contentType: head.contentType, body: body.data };
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+}
+
+function requestHead(server: Upstream, path: string, length: number, connection: 'keep-alive' | 'close'): Buffer {
   const { apiKey, port } = server.spec;
   const auth = apiKey ? `authorization: Bearer ${apiKey}\r\n` : '';
-  const head = `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
-    `content-length: ${opts.body.length}\r\n${auth}connection: close\r\n\r\n`;
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, noDelay: true });
-    const abort = (): void => {
-      socket.destroy(opts.signal.reason instanceof Error ? opts.signal.reason : new Error('client left'));
-    };
-    if (opts.signal.aborted) abort();
-    else opts.signal.addEventListener('abort', abort, { once: true });
-    socket.once('close', () => opts.signal.removeEventListener('abort', abort));
-    socket.setTimeout(opts.timeoutMs, () => socket.destroy(new UpstreamTimeout(opts.timeoutMs)));
-    socket.write(head);
-    socket.write(opts.body);
+  return Buffer.from(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
+    `content-length: ${length}\r\n${auth}connection: ${connection}\r\n\r\n`, 'latin1');
+}
 
+/** Closes the connection when `signal` aborts (the client left); returns the unwatch. */
+function watchAbort(socket: Socket, signal: AbortSignal): () => void {
+  const abort = (): void => {
+    socket.destroy(signal.reason instanceof Error ? signal.reason : new Error('client left'));
+  };
+  if (signal.aborted) {
+    abort();
+    return () => {};
+  }
+  signal.addEventListener('abort', abort, { once: true });
+  return () => signal.removeEventListener('abort', abort);
+}
+
+/** How an answer's body is delimited (RFC 9112 §6.3). */
+type Framing =
+  | { readonly kind: 'length'; readonly length: number }
+  | { readonly kind: 'chunked' }
+  /** No body: 204, 304. */
+  | { readonly kind: 'none' }
+  /** Until the server closes the connection. */
+  | { readonly kind: 'close' };
+
+interface Head {
+  readonly status: number;
+  readonly contentType: string;
+  readonly framing: Framing;
+  /** The server keeps the connection open after this answer. */
+  readonly keepAlive: boolean;
+  /** What came after the head in the same reads. */
+  readonly rest: Buffer;
+}
+
+const isFrames = (head: Head): boolean => head.framing.kind === 'chunked' && head.contentType.startsWith('text/event-stream');
+
+function framesAnswer(socket: Socket, head: Head): Answer {
+  return { kind: 'frames', status: head.status, contentType: head.contentType, body: new SocketFrames(socket, head.rest) };
+}
+
+/**
+ * Reads an answer's head. Resolves with the socket paused and none of this function's listeners
+ * left on it; rejects on the socket's failure (a timeout or an abort included) or its close.
+ */
+function readHead(socket: Socket): Promise<Head> {
+  return new Promise((resolve, reject) => {
     let got: Buffer = Buffer.alloc(0);
-    const beforeHead = (chunk: Buffer): void => {
+    const settle = (): void => {
+      socket.off('data', take);
+      socket.off('error', fail);
+      socket.off('close', closed);
+      socket.pause();
+    };
+    const fail = (err: Error): void => {
+      settle();
+      reject(err);
+    };
+    const take = (chunk: Buffer): void => {
       got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
       const at = got.indexOf(HEAD_END);
       if (at < 0) {
-        if (got.length > MAX_HEAD) socket.destroy(new BadAnswer('a head without its end'));
+        if (got.length > MAX_HEAD) fail(new BadAnswer('a head without its end'));
         return;
       }
-      socket.off('data', beforeHead);
-      socket.off('error', reject);
-      socket.off('end', endedEarly);
-      socket.pause();
-      let parsed: ReturnType<typeof parseHead>;
+      settle();
       try {
-        parsed = parseHead(got.toString('latin1', 0, at));
+        resolve(parseHead(got.toString('latin1', 0, at), got.subarray(at + HEAD_END.length)));
       } catch (err) {
-        socket.destroy();
         reject(err);
-        return;
-      }
-      const rest = got.subarray(at + HEAD_END.length);
-      const { status, headers } = parsed;
-      const contentType = headers.get('content-type') ?? '';
-      const chunked = /\bchunked\b/i.test(headers.get('transfer-encoding') ?? '');
-      if (contentType.startsWith('text/event-stream') && chunked) {
-        resolve({ kind: 'frames', status, contentType, body: new SocketFrames(socket, rest) });
-      } else {
-        readWhole(socket, rest, chunked, headers.get('content-length')).then((body) => resolve({ kind: 'whole', status, contentType, body }), reject);
       }
     };
-    const endedEarly = (): void => {
-      socket.destroy();
-      reject(new BadAnswer('the connection closed before an answer'));
-    };
-    socket.on('data', beforeHead);
-    socket.once('error', reject);
-    socket.once('end', endedEarly);
+    const closed = (): void => fail(new BadAnswer('the connection closed before an answer'));
+    socket.on('data', take);
+    socket.once('error', fail);
+    socket.once('close', closed);
+    socket.resume();
   });
 }
 
-function parseHead(text: string): { status: number; headers: Map<string, string> } {
+function parseHead(text: string, rest: Buffer): Head {
   const lines = text.split('\r\n');
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
+  const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
   if (!m) throw new BadAnswer(`status line '${(lines[0] ?? '').slice(0, 80)}'`);
   const headers = new Map<string, string>();
   for (const line of lines.slice(1)) {
@@ -171,7 +212,19 @@ function parseHead(text: string): { status: number; headers: Map<string, string>
     const seen = headers.get(name);
     headers.set(name, seen === undefined ? value : `${seen}, ${value}`);
   }
-  return { status: Number(m[1]), headers };
+  const status = Number(m[2]);
+  const connection = headers.get('connection') ?? '';
+  const keepAlive = m[1] === '1' ? !/\bclose\b/i.test(connection) : /\bkeep-alive\b/i.test(connection);
+  return { status, contentType: headers.get('content-type') ?? '', framing: framing(status, headers), keepAlive, rest };
+}
+
+function framing(status: number, headers: Map<string, string>): Framing {
+  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return { kind: 'none' };
+  if (/\bchunked\b/i.test(headers.get('transfer-encoding') ?? '')) return { kind: 'chunked' };
+  const length = headers.get('content-length');
+  if (length === undefined) return { kind: 'close' };
+  if (!/^\d+$/.test(length)) throw new BadAnswer(`content-length '${length.slice(0, 40)}'`);
+  return { kind: 'length', length: Number(length) };
 }
 
 /** The frames of a stream's body, from the bytes after the head, then the socket's. Only whole
@@ -238,54 +291,79 @@ class SocketFrames implements FrameSource {
   }
 }
 
-/** A body that is not a chunked event stream, read whole: by its length, its chunks, or to the
- * connection's end. */
-function readWhole(socket: Socket, rest: Buffer, chunked: boolean, length: string | undefined): Promise<Buffer> {
-  const expected = length === undefined || chunked ? null : Number(length);
-  return new Promise((resolve, reject) => {
-    let got = rest;
-    const done = (body: Buffer): void => {
-      socket.off('data', take);
-      socket.destroy();
-      resolve(body);
-    };
-    const take = (chunk: Buffer | null): void => {
-      if (chunk !== null) got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
-      if (expected !== null && got.length >= expected) return done(got.subarray(0, expected));
-      if (!chunked) return;
-      const parts: Buffer[] = [];
-      let scan;
-      try {
-        scan = scanFrames(got, (start, end) => parts.push(got.subarray(start, end)));
-      } catch (err) {
-        socket.destroy();
-        reject(err);
-        return;
-      }
-      if (scan.last) done(Buffer.concat(parts));
-    };
-    socket.on('data', take);
-    socket.once('error', reject);
-    socket.once('end', () => {
-      if (expected === null && !chunked) done(got);
-      else reject(new BadAnswer('the connection closed before the end of the answer'));
-    });
-    take(null);
-    socket.resume();
-  });
+/** A body read whole; `reusable`: the connection is at the start of the next answer. */
+interface Body {
+  readonly data: Buffer;
+  readonly reusable: boolean;
 }
 
-/** The frames of an event stream that came through node:http (decoded by it): framed again. */
-function messageFrames(message: IncomingMessage): FrameSource {
-  return {
-    start(onFrames, onEnd) {
-      message.on('data', (chunk: Buffer) => {
-        if (chunk.length > 0) onFrames(frame(chunk));
-      });
-      message.once('end', () => onEnd(null));
-      message.once('error', (err) => onEnd(err));
-    },
-    pause: () => message.pause(),
-    resume: () => message.resume(),
-  };
+/**
+ * Reads a body whole, by its length, its chunks or to the connection's end. Resolves with the
+ * socket paused and none of this function's listeners left on it; rejects on the socket's
+ * failure or a close before the end.
+ */
+function readBody(socket: Socket, head: Head): Promise<Body> {
+  const { framing } = head;
+  if (framing.kind === 'none') return Promise.resolve({ data: Buffer.alloc(0), reusable: head.keepAlive && head.rest.length === 0 });
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    /** Chunked: bytes after the last whole frame, not yet a frame. */
+    let pending: Buffer = Buffer.alloc(0);
+    let settled = false;
+    const settle = (): void => {
+      settled = true;
+      socket.off('data', take);
+      socket.off('error', fail);
+      socket.off('end', ended);
+      socket.off('close', closed);
+      socket.pause();
+    };
+    const done = (data: Buffer, clean: boolean): void => {
+      settle();
+      resolve({ data, reusable: clean && head.keepAlive });
+    };
+    const fail = (err: Error): void => {
+      settle();
+      reject(err);
+    };
+    const take = (chunk: Buffer): void => {
+      if (framing.kind === 'chunked') return takeChunked(chunk);
+      parts.push(chunk);
+      size += chunk.length;
+      if (framing.kind === 'length' && size >= framing.length) {
+        const all = parts.length === 1 ? chunk : Buffer.concat(parts, size);
+        done(all.subarray(0, framing.length), size === framing.length);
+      }
+    };
+    const takeChunked = (chunk: Buffer): void => {
+      const buf = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      let scan;
+      try {
+        scan = scanFrames(buf, (start, end) => {
+          parts.push(buf.subarray(start, end));
+        });
+      } catch (err) {
+        fail(err as FrameError);
+        return;
+      }
+      pending = buf.subarray(scan.end);
+      if (!scan.last) return;
+      // The last frame: `0` and its size line, trailer lines if any, then an empty line.
+      const end = pending.indexOf(HEAD_END);
+      if (end >= 0) done(Buffer.concat(parts), end + HEAD_END.length === pending.length);
+      else if (pending.length > MAX_HEAD) fail(new BadAnswer('trailers without their end'));
+    };
+    const ended = (): void => {
+      if (framing.kind === 'close') done(Buffer.concat(parts, size), false);
+      else fail(new BadAnswer('the connection closed before the end of the answer'));
+    };
+    const closed = (): void => fail(new BadAnswer('the connection closed before the end of the answer'));
+    socket.on('data', take);
+    socket.once('error', fail);
+    socket.once('end', ended);
+    socket.once('close', closed);
+    if (head.rest.length > 0) take(head.rest);
+    if (!settled) socket.resume();
+  });
 }

@@ -2,7 +2,8 @@
 // frames, stops at the last one, and refuses bytes that are not chunked encoding.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { frame, FrameError, scanFrames } from '../src/chunk-frames.js';
+import { FrameError, scanFrames } from '../src/chunk-frames.js';
+import { frame } from './support/frames.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { createServer, get, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { frame } from '../src/chunk-frames.js';
 import { frameWriter } from '../src/frame-writer.js';
+import { frame } from './support/frames.js';
 
 const PARTS = ['data: {"a":1}\n\n', '', 'data: ünïcode ✓\n\n', 'x'.repeat(70_000), 'data: [DONE]\n\n'];
 

@@ -1,0 +1,185 @@
+// The data plane's upstream half (src/upstream.ts, src/upstream-pool.ts) against a model server
+// scripted byte by byte: whole answers however they are delimited, connections kept for the
+// next request only when the answer ended cleanly and the server keeps them, and every failure
+// (a cut answer, a timeout, the client leaving) ending the request and its connection.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { forward, UpstreamTimeout, type Answer, type Upstream } from '../src/upstream.js';
+import { ConnectionPool } from '../src/upstream-pool.js';
+
+/** What the scripted server does with one request: answer these bytes (then close the
+ * connection), or nothing. */
+type Reply = string | { readonly thenClose: string } | 'hang';
+
+/** A server that answers each request with the next scripted reply and counts connections. */
+class ScriptedServer {
+  readonly server: Server;
+  replies: Reply[] = [];
+  connections = 0;
+  readonly sockets = new Set<Socket>();
+  /** Resolvers waiting for a connection to close. */
+  private closedWaiters: (() => void)[] = [];
+  received: string[] = [];
+
+  constructor() {
+    this.server = createServer((socket) => {
+      this.connections++;
+      this.sockets.add(socket);
+      socket.on('close', () => {
+        this.sockets.delete(socket);
+        this.closedWaiters.splice(0).forEach((r) => r());
+      });
+      socket.on('error', () => {});
+      let buf = '';
+      socket.on('data', (chunk) => {
+        buf += chunk.toString('latin1');
+        for (;;) {
+          const headEnd = buf.indexOf('\r\n\r\n');
+          if (headEnd < 0) return;
+          const length = Number(/content-length: (\d+)/i.exec(buf.slice(0, headEnd))?.[1] ?? 0);
+          if (buf.length < headEnd + 4 + length) return;
+          this.received.push(buf.slice(0, headEnd + 4 + length));
+          buf = buf.slice(headEnd + 4 + length);
+          const reply = this.replies.shift() ?? 'hang';
+          if (reply === 'hang') continue;
+          if (typeof reply === 'string') socket.write(reply);
+          else socket.end(reply.thenClose);
+        }
+      });
+    });
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Resolves once `n` connections are open no more. */
+  async untilOpen(n: number): Promise<void> {
+    while (this.sockets.size > n) await new Promise<void>((r) => this.closedWaiters.push(r));
+  }
+}
+
+const json = (body: string, extra = ''): string =>
+  `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+function whole(answer: Answer): string {
+  assert.equal(answer.kind, 'whole');
+  return answer.kind === 'whole' ? answer.body.toString('utf8') : '';
+}
+
+describe('forward: whole answers on keep-alive connections', () => {
+  const sim = new ScriptedServer();
+  let upstream: Upstream;
+  const send = (opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Answer> => forward(upstream, '/v1/completions', {
+    body: Buffer.from('{"model":"m"}'), signal: opts.signal ?? new AbortController().signal, stream: false, timeoutMs: opts.timeoutMs ?? 10_000,
+  });
+
+  before(async () => {
+    await new Promise<void>((r) => sim.server.listen(0, '127.0.0.1', r));
+  });
+  after(async () => {
+    upstream.connections.close();
+    for (const s of sim.sockets) s.destroy();
+    await new Promise<void>((r) => sim.server.close(() => r()));
+  });
+  beforeEach(async () => {
+    upstream?.connections.close();
+    await sim.untilOpen(0);
+    upstream = { spec: { port: sim.port, apiKey: 'sk-up' }, connections: new ConnectionPool(sim.port, 60_000) };
+    sim.connections = 0;
+    sim.received = [];
+  });
+
+  test('answers by length, one after another on one connection; the request as sent', async () => {
+    sim.replies = [json('{"a":1}'), json('{"ünï":2}'), json('{}')];
+    assert.equal(whole(await send()), '{"a":1}');
+    assert.equal(whole(await send()), '{"ünï":2}');
+    assert.equal(whole(await send()), '{}');
+    assert.equal(sim.connections, 1);
+    assert.match(sim.received[0]!, /^POST \/v1\/completions HTTP\/1\.1\r\n/);
+    assert.match(sim.received[0]!, /\r\nauthorization: Bearer sk-up\r\n/);
+    assert.match(sim.received[0]!, /\r\ncontent-length: 13\r\n/);
+    assert.ok(sim.received[0]!.endsWith('\r\n\r\n{"model":"m"}'));
+  });
+
+  test('a chunked answer that is no event stream, with a trailer, read whole; the connection kept', async () => {
+    sim.replies = [
+      'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n' +
+        '5\r\n{"err\r\n7\r\nor":1}\n\r\n0\r\nx-trailer: 1\r\n\r\n',
+      json('{"next":true}'),
+    ];
+    const answer = await send();
+    assert.equal(answer.status, 400);
+    assert.equal(whole(answer), '{"error":1}\n');
+    assert.equal(whole(await send()), '{"next":true}');
+    assert.equal(sim.connections, 1);
+  });
+
+  test('a 204 has no body; the connection kept', async () => {
+    sim.replies = ['HTTP/1.1 204 No Content\r\n\r\n', json('{}')];
+    const answer = await send();
+    assert.equal(answer.status, 204);
+    assert.equal(whole(answer), '');
+    assert.equal(whole(await send()), '{}');
+    assert.equal(sim.connections, 1);
+  });
+
+  test('a connection the server closes after its answer, or answers past their end, is not used again', async () => {
+    sim.replies = [json('{"a":1}', 'connection: close\r\n'), json('{"b":2}') + 'HTTP/1.1 200 OK\r\n', json('{"c":3}')];
+    assert.equal(whole(await send()), '{"a":1}');
+    assert.equal(whole(await send()), '{"b":2}');
+    assert.equal(whole(await send()), '{"c":3}');
+    assert.equal(sim.connections, 3);
+  });
+
+  test('an HTTP/1.0 answer without a length is read to the connection\'s end', async () => {
+    sim.replies = [{ thenClose: 'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"old":"server"}' }];
+    assert.equal(whole(await send()), '{"old":"server"}');
+  });
+
+  test('an idle connection the server closes is dropped; the next request opens a new one', async () => {
+    sim.replies = [json('{"a":1}'), json('{"b":2}')];
+    assert.equal(whole(await send()), '{"a":1}');
+    for (const s of sim.sockets) s.end();
+    await sim.untilOpen(0);
+    assert.equal(whole(await send()), '{"b":2}');
+    assert.equal(sim.connections, 2);
+  });
+
+  test('an idle connection is closed after the idle limit', async () => {
+    upstream = { ...upstream, connections: new ConnectionPool(sim.port, 50) };
+    sim.replies = [json('{"a":1}')];
+    assert.equal(whole(await send()), '{"a":1}');
+    await sim.untilOpen(0);
+  });
+
+  test('an answer cut short fails the request', async () => {
+    sim.replies = [{ thenClose: json('{"a":1}').slice(0, -3) }];
+    await assert.rejects(send(), /closed before the end of the answer/);
+  });
+
+  test('no answer within the limit: UpstreamTimeout, and the connection is closed', async () => {
+    sim.replies = ['hang'];
+    await assert.rejects(send({ timeoutMs: 50 }), UpstreamTimeout);
+    await sim.untilOpen(0);
+  });
+
+  test('the client leaving closes the connection; leaving after its answer closes nothing', async () => {
+    const leaving = new AbortController();
+    sim.replies = ['hang'];
+    const pending = send({ signal: leaving.signal });
+    await once(sim.server, 'connection');
+    leaving.abort();
+    await assert.rejects(pending);
+    await sim.untilOpen(0);
+
+    const later = new AbortController();
+    sim.replies = [json('{"a":1}'), json('{"b":2}')];
+    assert.equal(whole(await send({ signal: later.signal })), '{"a":1}');
+    later.abort();
+    assert.equal(whole(await send()), '{"b":2}');
+    assert.equal(sim.connections, 2);
+  });
+});
