@@ -3,21 +3,31 @@
 // server, and every trial runs the same load through each of them in a rotated order. On a
 // shared, noisy machine this is the comparison that holds (bench/README.md, "A/B").
 //
-//   node --import tsx bench/ab.ts [--trials N] [--only nonstream,stream] NAME=BUNDLE...
+//   node --import tsx bench/ab.ts [--trials N] [--only nonstream,stream] NAME=BUNDLE[,NODE_FLAG...]...
+//
+// A build is a bundle and the node flags it runs with (e.g. `small=dist/sglangmux.mjs,--max-semi-space-size=2`).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { closedLoop, streams } from './lib/load.js';
-import { cpuSeconds, findNginx, MuxDaemon, Nginx, stopAll } from './lib/procs.js';
+import { cpuSeconds, findNginx, MuxDaemon, Nginx, rssMb, stopAll } from './lib/procs.js';
 import { percentile } from './lib/stats.js';
 
 const MODEL = 'bench';
 const CHAT = '/v1/chat/completions';
 
+interface Build {
+  readonly name: string;
+  readonly bundle: string;
+  readonly nodeArgs: string[];
+}
+
 interface Target {
   readonly name: string;
   readonly port: number;
   readonly pids: () => number[];
+  /** A daemon's peak resident memory so far. */
+  readonly peakRssMb?: () => number;
 }
 
 function chatBody(maxTokens: number, stream: boolean): Buffer {
@@ -63,35 +73,38 @@ const SCENARIOS = {
   },
 } as const;
 
-function parse(argv: string[]): { trials: number; only: (keyof typeof SCENARIOS)[]; builds: { name: string; bundle: string }[] } {
+function parse(argv: string[]): { trials: number; only: (keyof typeof SCENARIOS)[]; builds: Build[] } {
   let trials = 7;
   let only: (keyof typeof SCENARIOS)[] = ['nonstream', 'stream'];
-  const builds: { name: string; bundle: string }[] = [];
+  const builds: Build[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--trials') trials = Number(argv[++i]);
     else if (a === '--only') only = argv[++i]!.split(',') as (keyof typeof SCENARIOS)[];
-    else if (a.includes('=')) builds.push({ name: a.slice(0, a.indexOf('=')), bundle: resolve(a.slice(a.indexOf('=') + 1)) });
+    else if (a.includes('=')) {
+      const [bundle, ...nodeArgs] = a.slice(a.indexOf('=') + 1).split(',');
+      builds.push({ name: a.slice(0, a.indexOf('=')), bundle: resolve(bundle!), nodeArgs });
+    }
     else throw new Error(`unknown argument ${a}`);
   }
   if (builds.length === 0 || !(trials > 0) || only.some((s) => !(s in SCENARIOS))) {
-    throw new Error('usage: bench/ab.ts [--trials N] [--only nonstream,stream] NAME=BUNDLE...');
+    throw new Error('usage: bench/ab.ts [--trials N] [--only nonstream,stream] NAME=BUNDLE[,NODE_FLAG...]...');
   }
   return { trials, only, builds };
 }
 
-async function scenario(dir: string, which: keyof typeof SCENARIOS, builds: { name: string; bundle: string }[], trials: number): Promise<void> {
+async function scenario(dir: string, which: keyof typeof SCENARIOS, builds: Build[], trials: number): Promise<void> {
   const sc = SCENARIOS[which];
   const daemons: MuxDaemon[] = [];
   const targets: Target[] = [];
   for (const b of builds) {
     const d = await MuxDaemon.start({
-      bundle: b.bundle, dir: join(dir, `${which}-${b.name}`),
+      bundle: b.bundle, nodeArgs: b.nodeArgs, dir: join(dir, `${which}-${b.name}`),
       models: [{ name: MODEL, knobs: { SGLANG_SIM_STARTUP_MS: '100', SGLANG_SIM_WARMUP_MS: '50', ...sc.knobs } }],
     });
     daemons.push(d);
     await d.waitBooted();
-    targets.push({ name: b.name, port: d.port, pids: () => [d.pid] });
+    targets.push({ name: b.name, port: d.port, pids: () => [d.pid], peakRssMb: () => rssMb(d.pid, 'VmHWM') });
   }
   const nginxBin = findNginx();
   if (nginxBin) {
@@ -115,7 +128,8 @@ async function scenario(dir: string, which: keyof typeof SCENARIOS, builds: { na
     const v = results[t.name]!;
     const ratio = results['nginx'] ? v.map((x, i) => x / results['nginx']![i]!) : [];
     console.log(`  ${t.name.padEnd(16)} ${percentile(v, 50).toFixed(1)} [${Math.min(...v).toFixed(1)}–${Math.max(...v).toFixed(1)}]` +
-      (ratio.length && t.name !== 'nginx' ? `  ${percentile(ratio, 50).toFixed(2)}× nginx` : ''));
+      (ratio.length && t.name !== 'nginx' ? `  ${percentile(ratio, 50).toFixed(2)}× nginx` : '') +
+      (t.peakRssMb ? `  peak RSS ${t.peakRssMb().toFixed(1)} MB` : ''));
   }
   console.log('');
   await stopAll();
