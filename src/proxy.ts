@@ -15,7 +15,7 @@ import {
 import { log } from './log.js';
 import type { RequestMetrics, UpstreamErrorKind } from './metrics.js';
 import { ClientGone, type Lease, type Scheduler } from './scheduler.js';
-import { forward as send, openStream, UpstreamTimeout, type Answer, type FrameSource } from './upstream.js';
+import { forward as send, UpstreamTimeout, type Answer, type FrameSource } from './upstream.js';
 
 export interface ProxyOptions {
   readonly upstreamTimeoutMs: number;
@@ -150,9 +150,7 @@ async function forward(call: Call, lease: Lease, body: Buffer, timeoutMs: number
   const { ctx, signal } = call;
   let answer: Answer;
   try {
-    // A stream on a connection of its own, its frames passed through as they came.
-    const opts = { body, signal, stream: call.stream, timeoutMs };
-    answer = call.stream ? await openStream(lease.server, ctx.path, opts) : await send(lease.server, ctx.path, opts);
+    answer = await send(lease.server, ctx.path, { body, signal, stream: call.stream, timeoutMs });
   } catch (err) {
     if (signal.aborted) return { status: CLIENT_CLOSED, note: 'client left before the answer' };
     return fail(call, upstreamFailure(call, err));

@@ -1,8 +1,8 @@
-// The data plane's keep-alive connections to one model server. A connection whose whole answer
-// was read to its end comes back here for the next request; an idle one is dropped after 4 s
-// (below uvicorn's 5 s, so none is reused just as the server closes it), and at once when the
-// server closes it, writes on it or it fails. Streams do not use it: each has a connection of
-// its own (src/upstream.ts).
+// The data plane's keep-alive connections to one model server. A connection whose answer (whole
+// or a stream) ended cleanly comes back here for the next request; an idle one is dropped after
+// 4 s (below uvicorn's 5 s, so none is reused just as the server closes it), and at once when
+// the server closes it, writes on it or it fails. While a request holds a connection, it has no
+// idle limit: a stream may last as long as it runs.
 import { connect, type Socket } from 'node:net';
 
 export class ConnectionPool {

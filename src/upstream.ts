@@ -1,11 +1,11 @@
-// The data plane's upstream half: one client request sent to a model server, on plain sockets.
-// Not got (which keeps the daemon's own control calls), nor node:http's client: this runs per
-// request and a stream's answer is read per token, so it does only what a proxy needs. A whole
-// answer is read on the model server's keep-alive pool (src/upstream-pool.ts); a streaming
-// request gets a connection of its own, and its answer's chunked frames are handed on as the
-// raw bytes they arrived in: no HTTP parser runs per token, no Readable carries it, and the relay
-// has nothing to frame again.
-import { connect, type Socket } from 'node:net';
+// The data plane's upstream half: one client request sent to a model server, on plain sockets
+// kept alive in the model server's pool (src/upstream-pool.ts). Not got (which keeps the
+// daemon's own control calls), nor node:http's client: this runs per request and a stream's
+// answer is read per token, so it does only what a proxy needs. A whole answer is read and
+// handed on as one buffer; an event stream's chunked frames are handed on as the raw bytes they
+// arrived in: no HTTP parser runs per token, no Readable carries it, and the relay has nothing
+// to frame again.
+import type { Socket } from 'node:net';
 import { FrameError, scanFrames } from './chunk-frames.js';
 import type { ModelSpec } from './launch-script.js';
 import type { ConnectionPool } from './upstream-pool.js';
@@ -35,35 +35,77 @@ export class UpstreamTimeout extends Error {
 }
 
 /**
- * Sends `body` to `path` on the model server's keep-alive pool, bounded in total by the timeout.
- * Resolves with the answer: read whole (the connection then goes back to the pool if the server
- * keeps it), or as frames if it is an event stream, which then bounds it like a stream.
+ * Sends `body` to `path` on a connection of the model server's pool. Resolves with the answer:
+ * read whole, or as frames if it is an event stream. A whole answer is bounded in total by the
+ * timeout, a stream by its idleness (before the head and between frames). Aborting `signal`
+ * closes the connection, so the model server sees the client leave. The connection goes back
+ * to the pool once an answer ended cleanly on it and the server keeps it open.
  */
 export async function forward(server: Upstream, path: string, opts: ForwardOptions): Promise<Answer> {
-  const socket = server.connections.take();
-  const stopWatching = watchAbort(socket, opts.signal);
-  const total = setTimeout(() => socket.destroy(new UpstreamTimeout(opts.timeoutMs)), opts.timeoutMs);
-  socket.write(Buffer.concat([requestHead(server, path, opts.body.length, 'keep-alive'), opts.body]));
+  const hold = new Hold(server.connections, opts.signal);
+  if (opts.stream) hold.limitIdleness(opts.timeoutMs);
+  else hold.limitTotal(opts.timeoutMs);
+  hold.socket.write(Buffer.concat([requestHead(server, path, opts.body.length), opts.body]));
   try {
-    const head = await readHead(socket);
+    const head = await readHead(hold.socket);
     if (isFrames(head)) {
-      clearTimeout(total);
-      socket.setTimeout(opts.timeoutMs, () => socket.destroy(new UpstreamTimeout(opts.timeoutMs)));
-      socket.once('close', stopWatching);
-      return framesAnswer(socket, head);
+      if (!opts.stream) hold.limitIdleness(opts.timeoutMs);
+      return { kind: 'frames', status: head.status, contentType: head.contentType, body: new SocketFrames(hold, head) };
     }
-    const body = await readBody(socket, head);
-    clearTimeout(total);
-    // No longer this request's: its client leaving must not close the connection.
-    stopWatching();
-    if (body.reusable) server.connections.give(socket);
-    else socket.destroy();
+    const body = await readBody(hold.socket, head);
+    hold.finish(body.reusable);
     return { kind: 'whole', status: head.status, contentType: head.contentType, body: body.data };
   } catch (err) {
-    clearTimeout(total);
-    stopWatching();
-    socket.destroy();
+    hold.finish(false);
     throw err;
+  }
+}
+
+/**
+ * One request's hold on a pooled connection: its time limit and its client's abort, both undone
+ * when the request lets the connection go (back to the pool, where its client leaving later must
+ * not close it, or closed).
+ */
+class Hold {
+  readonly socket: Socket;
+  private readonly stopWatching: () => void;
+  private unlimit = (): void => {};
+
+  constructor(private readonly pool: ConnectionPool, signal: AbortSignal) {
+    const socket = (this.socket = pool.take());
+    const abort = (): void => {
+      socket.destroy(signal.reason instanceof Error ? signal.reason : new Error('client left'));
+    };
+    if (signal.aborted) abort();
+    signal.addEventListener('abort', abort, { once: true });
+    this.stopWatching = () => signal.removeEventListener('abort', abort);
+  }
+
+  limitTotal(ms: number): void {
+    this.unlimit();
+    const timer = setTimeout(() => this.socket.destroy(new UpstreamTimeout(ms)), ms);
+    this.unlimit = () => clearTimeout(timer);
+  }
+
+  /** Bounds the time between reads instead. */
+  limitIdleness(ms: number): void {
+    this.unlimit();
+    const idle = (): void => {
+      this.socket.destroy(new UpstreamTimeout(ms));
+    };
+    this.socket.setTimeout(ms, idle);
+    this.unlimit = () => {
+      this.socket.off('timeout', idle);
+      this.socket.setTimeout(0);
+    };
+  }
+
+  /** Lets the connection go: back to the pool if `reusable`, else closed. */
+  finish(reusable: boolean): void {
+    this.unlimit();
+    this.stopWatching();
+    if (reusable) this.pool.give(this.socket);
+    else this.socket.destroy();
   }
 }
 
@@ -92,47 +134,11 @@ class BadAnswer extends Error {
 const HEAD_END = Buffer.from('\r\n\r\n');
 const MAX_HEAD = 64 * 1024;
 
-/**
- * Sends a streaming request on a connection of its own (`connection: close`: a stream outlives
- * any pool's idle limits, and its end is the connection's). Bounded by the socket's idleness,
- * before the head and between frames. Aborting `signal` closes the connection, so the model
- * server sees the client leave.
- */
-export async function openStream(server: Upstream, path: string, opts: ForwardOptions): Promise<Answer> {
-  const socket = connect({ host: '127.0.0.1', port: server.spec.port, noDelay: true });
-  socket.once('close', watchAbort(socket, opts.signal));
-  socket.setTimeout(opts.timeoutMs, () => socket.destroy(new UpstreamTimeout(opts.timeoutMs)));
-  socket.write(Buffer.concat([requestHead(server, path, opts.body.length, 'close'), opts.body]));
-  try {
-    const head = await readHead(socket);
-    if (isFrames(head)) return framesAnswer(socket, head);
-    const body = await readBody(socket, head);
-    socket.destroy();
-    return { kind: 'whole', status: head.status, contentType: head.contentType, body: body.data };
-  } catch (err) {
-    socket.destroy();
-    throw err;
-  }
-}
-
-function requestHead(server: Upstream, path: string, length: number, connection: 'keep-alive' | 'close'): Buffer {
+function requestHead(server: Upstream, path: string, length: number): Buffer {
   const { apiKey, port } = server.spec;
   const auth = apiKey ? `authorization: Bearer ${apiKey}\r\n` : '';
   return Buffer.from(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
-    `content-length: ${length}\r\n${auth}connection: ${connection}\r\n\r\n`, 'latin1');
-}
-
-/** Closes the connection when `signal` aborts (the client left); returns the unwatch. */
-function watchAbort(socket: Socket, signal: AbortSignal): () => void {
-  const abort = (): void => {
-    socket.destroy(signal.reason instanceof Error ? signal.reason : new Error('client left'));
-  };
-  if (signal.aborted) {
-    abort();
-    return () => {};
-  }
-  signal.addEventListener('abort', abort, { once: true });
-  return () => signal.removeEventListener('abort', abort);
+    `content-length: ${length}\r\n${auth}\r\n`, 'latin1');
 }
 
 /** How an answer's body is delimited (RFC 9112 §6.3). */
@@ -155,10 +161,6 @@ interface Head {
 }
 
 const isFrames = (head: Head): boolean => head.framing.kind === 'chunked' && head.contentType.startsWith('text/event-stream');
-
-function framesAnswer(socket: Socket, head: Head): Answer {
-  return { kind: 'frames', status: head.status, contentType: head.contentType, body: new SocketFrames(socket, head.rest) };
-}
 
 /**
  * Reads an answer's head. Resolves with the socket paused and none of this function's listeners
@@ -230,16 +232,21 @@ function framing(status: number, headers: Map<string, string>): Framing {
 /** The frames of a stream's body, from the bytes after the head, then the socket's. Only whole
  * frames are handed on: a failure between two of them can be followed by an error event. */
 class SocketFrames implements FrameSource {
+  private readonly socket: Socket;
   private pending: Buffer | null;
   private onFrames: ((frames: Buffer) => void) | null = null;
   private onEnd: ((err: Error | null) => void) | null = null;
   /** How it ended (null: after the last frame); undefined while it runs. */
   private ended: Error | null | undefined = undefined;
 
-  constructor(private readonly socket: Socket, rest: Buffer) {
-    this.pending = rest.length > 0 ? rest : null;
+  private readonly keepAlive: boolean;
+
+  constructor(private readonly hold: Hold, head: Head) {
+    this.socket = hold.socket;
+    this.keepAlive = head.keepAlive;
+    this.pending = head.rest.length > 0 ? head.rest : null;
     // From now on, before start() too: a failure is kept for it.
-    socket.on('error', (err) => this.end(err));
+    this.socket.on('error', this.failed);
   }
 
   start(onFrames: (frames: Buffer) => void, onEnd: (err: Error | null) => void): void {
@@ -253,19 +260,18 @@ class SocketFrames implements FrameSource {
     this.pending = null;
     if (first !== null) this.take(first);
     if (this.ended !== undefined) return;
-    const closed = (): void => this.end(new Error('the model server closed the stream before its end'));
-    if (this.socket.destroyed) return closed();
-    this.socket.once('close', closed);
+    if (this.socket.destroyed) return this.closed();
+    this.socket.once('close', this.closed);
     this.socket.on('data', this.take);
     this.socket.resume();
   }
 
   pause(): void {
-    this.socket.pause();
+    if (this.ended === undefined) this.socket.pause();
   }
 
   resume(): void {
-    this.socket.resume();
+    if (this.ended === undefined) this.socket.resume();
   }
 
   private readonly take = (chunk: Buffer): void => {
@@ -279,14 +285,25 @@ class SocketFrames implements FrameSource {
     }
     this.pending = scan.end < buf.length ? buf.subarray(scan.end) : null;
     if (scan.end > 0) this.onFrames?.(scan.end === buf.length ? buf : buf.subarray(0, scan.end));
-    if (scan.last) this.end(null);
+    if (!scan.last) return;
+    // The stream is over at its last frame. The connection is used again only if that frame and
+    // its empty trailer came whole and nothing after them (the server sends them in one write).
+    const rest = this.pending ?? Buffer.alloc(0);
+    const trailerEnd = rest.indexOf(HEAD_END);
+    this.end(null, this.keepAlive && trailerEnd >= 0 && trailerEnd + HEAD_END.length === rest.length);
   };
 
-  private end(err: Error | null): void {
+  private readonly failed = (err: Error): void => this.end(err);
+
+  private readonly closed = (): void => this.end(new Error('the model server closed the stream before its end'));
+
+  private end(err: Error | null, reusable = false): void {
     if (this.ended !== undefined) return;
     this.ended = err;
     this.socket.off('data', this.take);
-    this.socket.destroy();
+    this.socket.off('error', this.failed);
+    this.socket.off('close', this.closed);
+    this.hold.finish(reusable);
     this.onEnd?.(err);
   }
 }

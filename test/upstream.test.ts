@@ -1,7 +1,8 @@
 // The data plane's upstream half (src/upstream.ts, src/upstream-pool.ts) against a model server
 // scripted byte by byte: whole answers however they are delimited, connections kept for the
 // next request only when the answer ended cleanly and the server keeps them, and every failure
-// (a cut answer, a timeout, the client leaving) ending the request and its connection.
+// (a cut answer, a timeout, the client leaving) ending the request and its connection; event
+// streams handed on as their raw frames, on the same connections.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -64,6 +65,13 @@ class ScriptedServer {
 const json = (body: string, extra = ''): string =>
   `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
 
+/** A whole answer's request, as the proxy sends it. */
+function send(upstream: Upstream, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Answer> {
+  return forward(upstream, '/v1/completions', {
+    body: Buffer.from('{"model":"m"}'), signal: opts.signal ?? new AbortController().signal, stream: false, timeoutMs: opts.timeoutMs ?? 10_000,
+  });
+}
+
 function whole(answer: Answer): string {
   assert.equal(answer.kind, 'whole');
   return answer.kind === 'whole' ? answer.body.toString('utf8') : '';
@@ -72,15 +80,12 @@ function whole(answer: Answer): string {
 describe('forward: whole answers on keep-alive connections', () => {
   const sim = new ScriptedServer();
   let upstream: Upstream;
-  const send = (opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Answer> => forward(upstream, '/v1/completions', {
-    body: Buffer.from('{"model":"m"}'), signal: opts.signal ?? new AbortController().signal, stream: false, timeoutMs: opts.timeoutMs ?? 10_000,
-  });
 
   before(async () => {
     await new Promise<void>((r) => sim.server.listen(0, '127.0.0.1', r));
   });
   after(async () => {
-    upstream.connections.close();
+    upstream?.connections.close();
     for (const s of sim.sockets) s.destroy();
     await new Promise<void>((r) => sim.server.close(() => r()));
   });
@@ -94,9 +99,9 @@ describe('forward: whole answers on keep-alive connections', () => {
 
   test('answers by length, one after another on one connection; the request as sent', async () => {
     sim.replies = [json('{"a":1}'), json('{"ünï":2}'), json('{}')];
-    assert.equal(whole(await send()), '{"a":1}');
-    assert.equal(whole(await send()), '{"ünï":2}');
-    assert.equal(whole(await send()), '{}');
+    assert.equal(whole(await send(upstream)), '{"a":1}');
+    assert.equal(whole(await send(upstream)), '{"ünï":2}');
+    assert.equal(whole(await send(upstream)), '{}');
     assert.equal(sim.connections, 1);
     assert.match(sim.received[0]!, /^POST \/v1\/completions HTTP\/1\.1\r\n/);
     assert.match(sim.received[0]!, /\r\nauthorization: Bearer sk-up\r\n/);
@@ -110,66 +115,66 @@ describe('forward: whole answers on keep-alive connections', () => {
         '5\r\n{"err\r\n7\r\nor":1}\n\r\n0\r\nx-trailer: 1\r\n\r\n',
       json('{"next":true}'),
     ];
-    const answer = await send();
+    const answer = await send(upstream);
     assert.equal(answer.status, 400);
     assert.equal(whole(answer), '{"error":1}\n');
-    assert.equal(whole(await send()), '{"next":true}');
+    assert.equal(whole(await send(upstream)), '{"next":true}');
     assert.equal(sim.connections, 1);
   });
 
   test('a 204 has no body; the connection kept', async () => {
     sim.replies = ['HTTP/1.1 204 No Content\r\n\r\n', json('{}')];
-    const answer = await send();
+    const answer = await send(upstream);
     assert.equal(answer.status, 204);
     assert.equal(whole(answer), '');
-    assert.equal(whole(await send()), '{}');
+    assert.equal(whole(await send(upstream)), '{}');
     assert.equal(sim.connections, 1);
   });
 
   test('a connection the server closes after its answer, or answers past their end, is not used again', async () => {
     sim.replies = [json('{"a":1}', 'connection: close\r\n'), json('{"b":2}') + 'HTTP/1.1 200 OK\r\n', json('{"c":3}')];
-    assert.equal(whole(await send()), '{"a":1}');
-    assert.equal(whole(await send()), '{"b":2}');
-    assert.equal(whole(await send()), '{"c":3}');
+    assert.equal(whole(await send(upstream)), '{"a":1}');
+    assert.equal(whole(await send(upstream)), '{"b":2}');
+    assert.equal(whole(await send(upstream)), '{"c":3}');
     assert.equal(sim.connections, 3);
   });
 
   test('an HTTP/1.0 answer without a length is read to the connection\'s end', async () => {
     sim.replies = [{ thenClose: 'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"old":"server"}' }];
-    assert.equal(whole(await send()), '{"old":"server"}');
+    assert.equal(whole(await send(upstream)), '{"old":"server"}');
   });
 
   test('an idle connection the server closes is dropped; the next request opens a new one', async () => {
     sim.replies = [json('{"a":1}'), json('{"b":2}')];
-    assert.equal(whole(await send()), '{"a":1}');
+    assert.equal(whole(await send(upstream)), '{"a":1}');
     for (const s of sim.sockets) s.end();
     await sim.untilOpen(0);
-    assert.equal(whole(await send()), '{"b":2}');
+    assert.equal(whole(await send(upstream)), '{"b":2}');
     assert.equal(sim.connections, 2);
   });
 
   test('an idle connection is closed after the idle limit', async () => {
     upstream = { ...upstream, connections: new ConnectionPool(sim.port, 50) };
     sim.replies = [json('{"a":1}')];
-    assert.equal(whole(await send()), '{"a":1}');
+    assert.equal(whole(await send(upstream)), '{"a":1}');
     await sim.untilOpen(0);
   });
 
   test('an answer cut short fails the request', async () => {
     sim.replies = [{ thenClose: json('{"a":1}').slice(0, -3) }];
-    await assert.rejects(send(), /closed before the end of the answer/);
+    await assert.rejects(send(upstream), /closed before the end of the answer/);
   });
 
   test('no answer within the limit: UpstreamTimeout, and the connection is closed', async () => {
     sim.replies = ['hang'];
-    await assert.rejects(send({ timeoutMs: 50 }), UpstreamTimeout);
+    await assert.rejects(send(upstream, { timeoutMs: 50 }), UpstreamTimeout);
     await sim.untilOpen(0);
   });
 
   test('the client leaving closes the connection; leaving after its answer closes nothing', async () => {
     const leaving = new AbortController();
     sim.replies = ['hang'];
-    const pending = send({ signal: leaving.signal });
+    const pending = send(upstream, { signal: leaving.signal });
     await once(sim.server, 'connection');
     leaving.abort();
     await assert.rejects(pending);
@@ -177,9 +182,83 @@ describe('forward: whole answers on keep-alive connections', () => {
 
     const later = new AbortController();
     sim.replies = [json('{"a":1}'), json('{"b":2}')];
-    assert.equal(whole(await send({ signal: later.signal })), '{"a":1}');
+    assert.equal(whole(await send(upstream, { signal: later.signal })), '{"a":1}');
     later.abort();
-    assert.equal(whole(await send()), '{"b":2}');
+    assert.equal(whole(await send(upstream)), '{"b":2}');
     assert.equal(sim.connections, 2);
+  });
+});
+
+describe('forward: event streams on the same connections', () => {
+  const sim = new ScriptedServer();
+  let upstream: Upstream;
+  const SSE = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n';
+  const open = (opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Answer> => forward(upstream, '/v1/chat/completions', {
+    body: Buffer.from('{"model":"m","stream":true}'), signal: opts.signal ?? new AbortController().signal, stream: true, timeoutMs: opts.timeoutMs ?? 10_000,
+  });
+  /** The frames' bytes as they came, and how the stream ended. */
+  const drain = (answer: Answer): Promise<{ bytes: string; err: Error | null }> => new Promise((resolve) => {
+    assert.equal(answer.kind, 'frames');
+    if (answer.kind !== 'frames') return;
+    let bytes = '';
+    answer.body.start((frames) => {
+      bytes += frames.toString('latin1');
+    }, (err) => resolve({ bytes, err }));
+  });
+
+  before(async () => {
+    await new Promise<void>((r) => sim.server.listen(0, '127.0.0.1', r));
+  });
+  after(async () => {
+    upstream?.connections.close();
+    for (const s of sim.sockets) s.destroy();
+    await new Promise<void>((r) => sim.server.close(() => r()));
+  });
+  beforeEach(async () => {
+    upstream?.connections.close();
+    await sim.untilOpen(0);
+    upstream = { spec: { port: sim.port, apiKey: null }, connections: new ConnectionPool(sim.port, 60_000) };
+    sim.connections = 0;
+  });
+
+  test('frames handed on as they came; a stream that ended whole leaves its connection for the next request', async () => {
+    sim.replies = [SSE + '6\r\ndata: \r\n3\r\n1\n\n\r\n0\r\n\r\n', json('{"after":"stream"}')];
+    const answer = await open();
+    assert.equal(answer.status, 200);
+    assert.deepEqual(await drain(answer), { bytes: '6\r\ndata: \r\n3\r\n1\n\n\r\n', err: null });
+    assert.equal(whole(await send(upstream)), '{"after":"stream"}');
+    assert.equal(sim.connections, 1);
+  });
+
+  test('a last frame whose trailer did not come with it: the stream ends, its connection is closed', async () => {
+    sim.replies = [SSE + '3\r\nabc\r\n0\r\n', json('{}')];
+    assert.deepEqual(await drain(await open()), { bytes: '3\r\nabc\r\n', err: null });
+    await sim.untilOpen(0);
+    assert.equal(whole(await send(upstream)), '{}');
+    assert.equal(sim.connections, 2);
+  });
+
+  test('the server closing mid-stream ends it with an error after the whole frames', async () => {
+    sim.replies = [{ thenClose: SSE + '3\r\nabc\r\n5\r\nde' }];
+    const { bytes, err } = await drain(await open());
+    assert.equal(bytes, '3\r\nabc\r\n');
+    assert.match(String(err), /closed the stream before its end/);
+  });
+
+  test('silence longer than the limit between frames: UpstreamTimeout, the connection closed', async () => {
+    sim.replies = [SSE + '3\r\nabc\r\n'];
+    const { err } = await drain(await open({ timeoutMs: 50 }));
+    assert.ok(err instanceof UpstreamTimeout);
+    await sim.untilOpen(0);
+  });
+
+  test('the client leaving mid-stream closes the connection', async () => {
+    const leaving = new AbortController();
+    sim.replies = [SSE + '3\r\nabc\r\n'];
+    const answer = await open({ signal: leaving.signal });
+    const ended = drain(answer);
+    leaving.abort();
+    assert.notEqual((await ended).err, null);
+    await sim.untilOpen(0);
   });
 });
