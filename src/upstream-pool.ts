@@ -46,8 +46,10 @@ export class ConnectionPool {
     const socket = connect({ host: '127.0.0.1', port: this.port, noDelay: true });
     // While idle, anything that happens on a connection ends it; while in use, its request
     // has listeners of its own for the same events.
+    // Out of the idle set at once: its 'close' comes later in the loop, and a request arriving
+    // in between must not get it.
     const dropIfIdle = (): void => {
-      if (this.idle.has(socket)) socket.destroy();
+      if (this.idle.delete(socket)) socket.destroy();
     };
     socket.on('data', dropIfIdle);
     socket.on('end', dropIfIdle);

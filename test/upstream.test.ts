@@ -262,3 +262,22 @@ describe('forward: event streams on the same connections', () => {
     await sim.untilOpen(0);
   });
 });
+
+describe('ConnectionPool', () => {
+  test('a connection dropped for idleness is not handed out in the moment before its close', async (t) => {
+    // Found by bench/ab.ts: a request arriving in the same turn of the event loop as an idle
+    // connection's timeout got that connection, already destroyed, and failed with a 502.
+    const server = createServer((socket) => socket.on('error', () => {}));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.after(() => new Promise<void>((r) => server.close(() => r())));
+    const pool = new ConnectionPool((server.address() as AddressInfo).port, 60_000);
+    t.after(() => pool.close());
+    const first = pool.take();
+    await once(first, 'connect');
+    pool.give(first);
+    first.emit('timeout'); // what the idle limit does; its close comes later in the loop
+    const next = pool.take();
+    assert.notEqual(next, first);
+    next.destroy();
+  });
+});
