@@ -62,6 +62,26 @@ class ScriptedServer {
   }
 }
 
+/** The suite's server listens; before each test the last pool is closed, the server has no
+ * connection left, and a fresh pool to it is set (with `apiKey`). */
+function useScripted(sim: ScriptedServer, apiKey: string | null, get: () => Upstream | undefined, set: (u: Upstream) => void): void {
+  before(async () => {
+    await new Promise<void>((r) => sim.server.listen(0, '127.0.0.1', r));
+  });
+  after(async () => {
+    get()?.connections.close();
+    for (const s of sim.sockets) s.destroy();
+    await new Promise<void>((r) => sim.server.close(() => r()));
+  });
+  beforeEach(async () => {
+    get()?.connections.close();
+    await sim.untilOpen(0);
+    set({ spec: { port: sim.port, apiKey }, connections: new ConnectionPool(sim.port, 60_000) });
+    sim.connections = 0;
+    sim.received = [];
+  });
+}
+
 const json = (body: string, extra = ''): string =>
   `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
 
@@ -81,21 +101,7 @@ describe('forward: whole answers on keep-alive connections', () => {
   const sim = new ScriptedServer();
   let upstream: Upstream;
 
-  before(async () => {
-    await new Promise<void>((r) => sim.server.listen(0, '127.0.0.1', r));
-  });
-  after(async () => {
-    upstream?.connections.close();
-    for (const s of sim.sockets) s.destroy();
-    await new Promise<void>((r) => sim.server.close(() => r()));
-  });
-  beforeEach(async () => {
-    upstream?.connections.close();
-    await sim.untilOpen(0);
-    upstream = { spec: { port: sim.port, apiKey: 'sk-up' }, connections: new ConnectionPool(sim.port, 60_000) };
-    sim.connections = 0;
-    sim.received = [];
-  });
+  useScripted(sim, 'sk-up', () => upstream, (u) => (upstream = u));
 
   test('answers by length, one after another on one connection; the request as sent', async () => {
     sim.replies = [json('{"a":1}'), json('{"ünï":2}'), json('{}')];
@@ -206,20 +212,7 @@ describe('forward: event streams on the same connections', () => {
     }, (err) => resolve({ bytes, err }));
   });
 
-  before(async () => {
-    await new Promise<void>((r) => sim.server.listen(0, '127.0.0.1', r));
-  });
-  after(async () => {
-    upstream?.connections.close();
-    for (const s of sim.sockets) s.destroy();
-    await new Promise<void>((r) => sim.server.close(() => r()));
-  });
-  beforeEach(async () => {
-    upstream?.connections.close();
-    await sim.untilOpen(0);
-    upstream = { spec: { port: sim.port, apiKey: null }, connections: new ConnectionPool(sim.port, 60_000) };
-    sim.connections = 0;
-  });
+  useScripted(sim, null, () => upstream, (u) => (upstream = u));
 
   test('frames handed on as they came; a stream that ended whole leaves its connection for the next request', async () => {
     sim.replies = [SSE + '6\r\ndata: \r\n3\r\n1\n\n\r\n0\r\n\r\n', json('{"after":"stream"}')];
