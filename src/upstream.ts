@@ -47,7 +47,9 @@ export async function forward(server: Upstream, path: string, opts: ForwardOptio
   else hold.limitTotal(opts.timeoutMs);
   hold.socket.write(Buffer.concat([requestHead(server, path, opts.body.length), opts.body]));
   try {
-    const head = await readHead(hold.socket);
+    let head = await readHead(hold.socket);
+    // An interim answer (100 Continue, 103 Early Hints) is followed by the real one.
+    while (head.status >= 100 && head.status < 200) head = await readHead(hold.socket, head.rest);
     if (isFrames(head)) {
       if (!opts.stream) hold.limitIdleness(opts.timeoutMs);
       return { kind: 'frames', status: head.status, contentType: head.contentType, body: new SocketFrames(hold, head) };
@@ -145,7 +147,7 @@ function requestHead(server: Upstream, path: string, length: number): Buffer {
 type Framing =
   | { readonly kind: 'length'; readonly length: number }
   | { readonly kind: 'chunked' }
-  /** No body: 204, 304. */
+  /** No body: 204, 304, a length of 0. */
   | { readonly kind: 'none' }
   /** Until the server closes the connection. */
   | { readonly kind: 'close' };
@@ -166,10 +168,12 @@ const isFrames = (head: Head): boolean => head.framing.kind === 'chunked' && hea
  * Reads an answer's head. Resolves with the socket paused and none of this function's listeners
  * left on it; rejects on the socket's failure (a timeout or an abort included) or its close.
  */
-function readHead(socket: Socket): Promise<Head> {
+function readHead(socket: Socket, already: Buffer = Buffer.alloc(0)): Promise<Head> {
   return new Promise((resolve, reject) => {
     let got: Buffer = Buffer.alloc(0);
+    let settled = false;
     const settle = (): void => {
+      settled = true;
       socket.off('data', take);
       socket.off('error', fail);
       socket.off('close', closed);
@@ -197,7 +201,8 @@ function readHead(socket: Socket): Promise<Head> {
     socket.on('data', take);
     socket.once('error', fail);
     socket.once('close', closed);
-    socket.resume();
+    if (already.length > 0) take(already);
+    if (!settled) socket.resume();
   });
 }
 
@@ -221,12 +226,12 @@ function parseHead(text: string, rest: Buffer): Head {
 }
 
 function framing(status: number, headers: Map<string, string>): Framing {
-  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return { kind: 'none' };
+  if (status === 204 || status === 304) return { kind: 'none' };
   if (/\bchunked\b/i.test(headers.get('transfer-encoding') ?? '')) return { kind: 'chunked' };
   const length = headers.get('content-length');
   if (length === undefined) return { kind: 'close' };
   if (!/^\d+$/.test(length)) throw new BadAnswer(`content-length '${length.slice(0, 40)}'`);
-  return { kind: 'length', length: Number(length) };
+  return Number(length) === 0 ? { kind: 'none' } : { kind: 'length', length: Number(length) };
 }
 
 /** The frames of a stream's body, from the bytes after the head, then the socket's. Only whole
@@ -238,6 +243,8 @@ class SocketFrames implements FrameSource {
   private onEnd: ((err: Error | null) => void) | null = null;
   /** How it ended (null: after the last frame); undefined while it runs. */
   private ended: Error | null | undefined = undefined;
+  /** The relay asked for a pause (the client's socket buffer is full). */
+  private paused = false;
 
   private readonly keepAlive: boolean;
 
@@ -263,14 +270,17 @@ class SocketFrames implements FrameSource {
     if (this.socket.destroyed) return this.closed();
     this.socket.once('close', this.closed);
     this.socket.on('data', this.take);
-    this.socket.resume();
+    // Unless the first frames already filled the client's buffer.
+    if (!this.paused) this.socket.resume();
   }
 
   pause(): void {
+    this.paused = true;
     if (this.ended === undefined) this.socket.pause();
   }
 
   resume(): void {
+    this.paused = false;
     if (this.ended === undefined) this.socket.resume();
   }
 

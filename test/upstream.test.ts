@@ -137,6 +137,23 @@ describe('forward: whole answers on keep-alive connections', () => {
     assert.equal(sim.connections, 1);
   });
 
+  test('an empty answer by its length (content-length: 0) is answered at once; the connection kept', async () => {
+    sim.replies = ['HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n', json('{}')];
+    assert.equal(whole(await send(upstream, { timeoutMs: 60_000 })), '');
+    assert.equal(whole(await send(upstream)), '{}');
+    assert.equal(sim.connections, 1);
+  });
+
+  test('an interim 1xx head is passed over: the answer is the final one, apart or in the same read', async () => {
+    sim.replies = ['HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n' + json('{"final":1}'), 'HTTP/1.1 100 Continue\r\n\r\n'];
+    assert.equal(whole(await send(upstream)), '{"final":1}');
+    const second = send(upstream);
+    while (sim.received.length < 2) await new Promise((r) => setImmediate(r));
+    for (const s of sim.sockets) s.write(json('{"final":2}'));
+    assert.equal(whole(await second), '{"final":2}');
+    assert.equal(sim.connections, 1);
+  });
+
   test('a connection the server closes after its answer, or answers past their end, is not used again', async () => {
     sim.replies = [json('{"a":1}', 'connection: close\r\n'), json('{"b":2}') + 'HTTP/1.1 200 OK\r\n', json('{"c":3}')];
     assert.equal(whole(await send(upstream)), '{"a":1}');
