@@ -45,6 +45,16 @@ export function scanFrames(buf: Buffer, onPayload?: (start: number, end: number)
   }
 }
 
+const TRAILER_END = Buffer.from('\r\n\r\n');
+
+/** Where a chunked body ends, given the bytes from its last frame on (`0` and its size line,
+ * trailer lines if any, then an empty line): the offset just past it, or -1 while it has not
+ * all come. */
+export function bodyEnd(fromLast: Buffer): number {
+  const at = fromLast.indexOf(TRAILER_END);
+  return at < 0 ? -1 : at + TRAILER_END.length;
+}
+
 /** The hex size at the start of a size line (an extension after `;` is allowed and ignored). */
 function chunkSize(buf: Buffer, start: number, end: number): number {
   let size = 0;

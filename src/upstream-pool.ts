@@ -44,10 +44,9 @@ export class ConnectionPool {
 
   private open(): Socket {
     const socket = connect({ host: '127.0.0.1', port: this.port, noDelay: true });
-    // While idle, anything that happens on a connection ends it; while in use, its request
-    // has listeners of its own for the same events.
-    // Out of the idle set at once: its 'close' comes later in the loop, and a request arriving
-    // in between must not get it.
+    // While idle, anything that happens on a connection ends it, and takes it out of the idle set
+    // at once (its 'close' comes later in the loop: a request arriving in between must not get
+    // it). While in use, its request has listeners of its own for the same events.
     const dropIfIdle = (): void => {
       if (this.idle.delete(socket)) socket.destroy();
     };

@@ -6,14 +6,14 @@
 // arrived in: no HTTP parser runs per token, no Readable carries it, and the relay has nothing
 // to frame again.
 import type { Socket } from 'node:net';
-import { FrameError, scanFrames } from './chunk-frames.js';
+import { bodyEnd, FrameError, scanFrames } from './chunk-frames.js';
 import type { ModelSpec } from './launch-script.js';
 import type { ConnectionPool } from './upstream-pool.js';
 
 /** What a request needs of its model server (a ModelServer has it). */
 export interface Upstream {
   readonly spec: Pick<ModelSpec, 'port' | 'apiKey'>;
-  /** Its keep-alive connections, for whole answers. */
+  /** Its keep-alive connections. */
   readonly connections: ConnectionPool;
 }
 
@@ -299,8 +299,7 @@ class SocketFrames implements FrameSource {
     // The stream is over at its last frame. The connection is used again only if that frame and
     // its empty trailer came whole and nothing after them (the server sends them in one write).
     const rest = this.pending ?? Buffer.alloc(0);
-    const trailerEnd = rest.indexOf(HEAD_END);
-    this.end(null, this.keepAlive && trailerEnd >= 0 && trailerEnd + HEAD_END.length === rest.length);
+    this.end(null, this.keepAlive && bodyEnd(rest) === rest.length);
   };
 
   private readonly failed = (err: Error): void => this.end(err);
@@ -376,9 +375,8 @@ function readBody(socket: Socket, head: Head): Promise<Body> {
       }
       pending = buf.subarray(scan.end);
       if (!scan.last) return;
-      // The last frame: `0` and its size line, trailer lines if any, then an empty line.
-      const end = pending.indexOf(HEAD_END);
-      if (end >= 0) done(Buffer.concat(parts), end + HEAD_END.length === pending.length);
+      const end = bodyEnd(pending);
+      if (end >= 0) done(Buffer.concat(parts), end === pending.length);
       else if (pending.length > MAX_HEAD) fail(new BadAnswer('trailers without their end'));
     };
     const ended = (): void => {

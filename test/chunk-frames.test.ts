@@ -2,7 +2,7 @@
 // frames, stops at the last one, and refuses bytes that are not chunked encoding.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FrameError, scanFrames } from '../src/chunk-frames.js';
+import { bodyEnd, FrameError, scanFrames } from '../src/chunk-frames.js';
 import { frame } from './support/frames.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -39,4 +39,15 @@ describe('scanFrames', () => {
     assert.deepEqual(scanFrames(f, (s, e) => seen.push(f.subarray(s, e))), { end: f.length, last: false });
     assert.deepEqual(seen, [data]);
   });
+});
+
+describe('bodyEnd', () => {
+  const rows: [string, string, number][] = [
+    ['the last frame and its empty line', '0\r\n\r\n', 5],
+    ['with an extension and a trailer', '0;x=1\r\nx-t: 1\r\n\r\n', 17],
+    ['bytes after the end', '0\r\n\r\nHTTP', 5],
+    ['the empty line not yet here', '0\r\n', -1],
+    ['a trailer not yet ended', '0\r\nx-t: 1\r\n', -1],
+  ];
+  for (const [what, bytes, end] of rows) test(what, () => assert.equal(bodyEnd(b(bytes)), end));
 });
