@@ -6,6 +6,7 @@ import type Router from '@koa/router';
 import type Koa from 'koa';
 import type { EventFeed, FeedEvent } from './event-feed.js';
 import { invalidParameter, modelNotFound, routeNotFound } from './errors.js';
+import { respondJson } from './json-response.js';
 import { log } from './log.js';
 import { tailFile } from './log-tail.js';
 import { clientGoneSignal, SSE_HEADERS } from './proxy.js';
@@ -36,7 +37,7 @@ export function addControlRoutes(
   router: Router, scheduler: Scheduler, feed: EventFeed, guard: Koa.Middleware, opts: ControlOptions = {},
 ): void {
   router.get('/admin/models', guard, (ctx) => {
-    ctx.body = { object: 'list', data: scheduler.details() };
+    respondJson(ctx, { object: 'list', data: scheduler.details() });
   });
 
   router.get('/admin/events', guard, (ctx) => streamEvents(ctx, feed));
@@ -47,7 +48,7 @@ export function addControlRoutes(
       await streamLog(ctx, detailOf(scheduler, rest.slice(0, -'/logs'.length)), opts.logPollMs ?? LOG_POLL_MS);
       return;
     }
-    ctx.body = detailOf(scheduler, rest);
+    respondJson(ctx, detailOf(scheduler, rest));
   });
 
   router.post('/admin/models/*rest', guard, async (ctx) => {
@@ -70,7 +71,7 @@ export function addControlRoutes(
       throw err;
     }
     log.info(`control: ${action} ${id} done in ${Date.now() - started} ms`);
-    ctx.body = detailOf(scheduler, id);
+    respondJson(ctx, detailOf(scheduler, id));
   });
 }
 

@@ -7,6 +7,7 @@ import { addControlRoutes } from './control.js';
 import { addDashboardRoutes } from './dashboard.js';
 import { requestReports, type EventFeed } from './event-feed.js';
 import { ApiError, bodyTooLarge, invalidJson, logApiError, modelNotFound, routeNotFound } from './errors.js';
+import { respondJson } from './json-response.js';
 import { log } from './log.js';
 import type { Metrics } from './metrics.js';
 import { inferenceHandler } from './proxy.js';
@@ -58,7 +59,7 @@ const errorShape: Koa.Middleware = async (ctx, next) => {
     if (apiError.status === 500) log.debug(err instanceof Error ? (err.stack ?? '') : '');
     ctx.status = apiError.status;
     if (apiError.retryAfterSecs !== null) ctx.set('Retry-After', String(apiError.retryAfterSecs));
-    ctx.body = apiError.toBody();
+    respondJson(ctx, apiError.toBody());
   }
 };
 
@@ -109,14 +110,14 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
   const admin = requireAdmin(opts.adminApiKey, opts.host);
 
   router.get('/health', (ctx) => {
-    ctx.body = { status: 'ok', ...scheduler.status() };
+    respondJson(ctx, { status: 'ok', ...scheduler.status() });
   });
 
   const modelObject = (m: ModelStatus): object =>
     ({ id: m.id, object: 'model', created, owned_by: 'sglangmux', state: publicState(m.state), gpus: m.gpus, gpu_share: m.gpu_share });
 
   router.get(['/models', '/v1/models'], inference, (ctx) => {
-    ctx.body = { object: 'list', data: scheduler.status().models.map(modelObject) };
+    respondJson(ctx, { object: 'list', data: scheduler.status().models.map(modelObject) });
   });
 
   // Every POST /v1/* naming a configured model goes to the same path on that model's server.
@@ -127,7 +128,7 @@ export function createApp(scheduler: Scheduler, opts: FrontendOptions): Koa {
     const id = String(ctx.params.id);
     const model = scheduler.status().models.find((m) => m.id === id);
     if (!model) throw modelNotFound(id);
-    ctx.body = modelObject(model);
+    respondJson(ctx, modelObject(model));
   });
 
   router.get('/metrics', admin, async (ctx) => {
