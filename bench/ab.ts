@@ -3,7 +3,11 @@
 // server, and every trial runs the same load through each of them in a rotated order. On a
 // shared, noisy machine this is the comparison that holds (bench/README.md, "A/B").
 //
-//   node --import tsx bench/ab.ts [--trials N] [--only nonstream,stream] NAME=BUNDLE[,NODE_FLAG...]...
+//   node --import tsx bench/ab.ts [--trials N] [--only nonstream,stream,startup] NAME=BUNDLE[,NODE_FLAG...]...
+//
+// `startup` (not run unless named) starts each build with two simulated models per trial and
+// takes the time and the daemon's CPU from spawn to the first /health answer, and its resident
+// memory once both models are up and one request of each kind has been answered.
 //
 // A build is a bundle and the node flags it runs with (e.g. `small=dist/sglangmux.mjs,--max-semi-space-size=2`).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -30,9 +34,9 @@ interface Target {
   readonly peakRssMb?: () => number;
 }
 
-function chatBody(maxTokens: number, stream: boolean): Buffer {
+function chatBody(maxTokens: number, stream: boolean, model = MODEL): Buffer {
   return Buffer.from(JSON.stringify({
-    model: MODEL, max_tokens: maxTokens, ...(stream ? { stream: true } : {}),
+    model, max_tokens: maxTokens, ...(stream ? { stream: true } : {}),
     messages: [{ role: 'user', content: 'Say hello to the benchmark' }],
   }));
 }
@@ -73,22 +77,24 @@ const SCENARIOS = {
   },
 } as const;
 
-function parse(argv: string[]): { trials: number; only: (keyof typeof SCENARIOS)[]; builds: Build[] } {
+type Which = keyof typeof SCENARIOS | 'startup';
+
+function parse(argv: string[]): { trials: number; only: Which[]; builds: Build[] } {
   let trials = 7;
-  let only: (keyof typeof SCENARIOS)[] = ['nonstream', 'stream'];
+  let only: Which[] = ['nonstream', 'stream'];
   const builds: Build[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--trials') trials = Number(argv[++i]);
-    else if (a === '--only') only = argv[++i]!.split(',') as (keyof typeof SCENARIOS)[];
+    else if (a === '--only') only = argv[++i]!.split(',') as Which[];
     else if (a.includes('=')) {
       const [bundle, ...nodeArgs] = a.slice(a.indexOf('=') + 1).split(',');
       builds.push({ name: a.slice(0, a.indexOf('=')), bundle: resolve(bundle!), nodeArgs });
     }
     else throw new Error(`unknown argument ${a}`);
   }
-  if (builds.length === 0 || !(trials > 0) || only.some((s) => !(s in SCENARIOS))) {
-    throw new Error('usage: bench/ab.ts [--trials N] [--only nonstream,stream] NAME=BUNDLE[,NODE_FLAG...]...');
+  if (builds.length === 0 || !(trials > 0) || only.some((s) => s !== 'startup' && !(s in SCENARIOS))) {
+    throw new Error('usage: bench/ab.ts [--trials N] [--only nonstream,stream,startup] NAME=BUNDLE[,NODE_FLAG...]...');
   }
   return { trials, only, builds };
 }
@@ -135,11 +141,50 @@ async function scenario(dir: string, which: keyof typeof SCENARIOS, builds: Buil
   await stopAll();
 }
 
+async function startups(dir: string, builds: Build[], trials: number): Promise<void> {
+  const knobs = { SGLANG_SIM_STARTUP_MS: '100', SGLANG_SIM_WARMUP_MS: '50', SGLANG_SIM_TOKEN_MS: '1' };
+  const rows: Record<string, { ms: number[]; cpuMs: number[]; rss: number[] }> =
+    Object.fromEntries(builds.map((b) => [b.name, { ms: [], cpuMs: [], rss: [] }]));
+  for (let trial = 0; trial < trials; trial++) {
+    const line: string[] = [];
+    for (let k = 0; k < builds.length; k++) {
+      const b = builds[(k + trial) % builds.length]!;
+      const d = await MuxDaemon.start({
+        bundle: b.bundle, nodeArgs: b.nodeArgs, dir: join(dir, `startup-${b.name}-${trial}`),
+        models: [{ name: 'start-a', knobs }, { name: 'start-b', knobs }],
+      });
+      const at = await d.waitListening(30_000, 1);
+      const cpuMs = cpuSeconds(d.pid) * 1000;
+      await d.waitBooted();
+      await closedLoop({ port: d.port, path: CHAT, body: chatBody(4, false, 'start-a'), concurrency: 1, warmupMs: 0, durationMs: 50 });
+      await streams({ port: d.port, path: CHAT, body: chatBody(4, true, 'start-a'), users: 1, streamsPerUser: 1, staggerMs: 0, tokens: 4, windowFromMs: 0, windowToMs: 1e9 });
+      const r = rows[b.name]!;
+      r.ms.push(at - d.spawnedAt);
+      r.cpuMs.push(cpuMs);
+      r.rss.push(rssMb(d.pid));
+      line.push(`${b.name} ${(at - d.spawnedAt).toFixed(0)} ms (CPU ${cpuMs.toFixed(0)} ms), ${rssMb(d.pid).toFixed(1)} MB`);
+      await d.stop();
+    }
+    console.log(`startup trial ${trial + 1}/${trials}: ${line.join('; ')}`);
+  }
+  console.log(`\nstartup: spawn → first /health answer, the daemon's CPU by then, RSS after both models and a request of each kind; median [min–max] of ${trials}`);
+  const fmt = (v: number[], digits: number): string =>
+    `${percentile(v, 50).toFixed(digits)} [${Math.min(...v).toFixed(digits)}–${Math.max(...v).toFixed(digits)}]`;
+  for (const b of builds) {
+    const r = rows[b.name]!;
+    console.log(`  ${b.name.padEnd(16)} ${fmt(r.ms, 0)} ms  CPU ${fmt(r.cpuMs, 0)} ms  RSS ${fmt(r.rss, 1)} MB`);
+  }
+  console.log('');
+}
+
 async function main(): Promise<void> {
   const { trials, only, builds } = parse(process.argv.slice(2));
   const dir = mkdtempSync(join(tmpdir(), 'sglangmux-ab-'));
   try {
-    for (const which of only) await scenario(dir, which, builds, trials);
+    for (const which of only) {
+      if (which === 'startup') await startups(dir, builds, trials);
+      else await scenario(dir, which, builds, trials);
+    }
   } finally {
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
