@@ -4,6 +4,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { lazyParts } from './lazy-parts.mjs';
 // CommonJS dependencies (koa, yargs) call require() for Node built-ins; an ESM bundle needs a real require.
 const banner = {
   js: "import { createRequire as __sglangmuxCreateRequire } from 'node:module';\nconst require = __sglangmuxCreateRequire(import.meta.url);",
@@ -62,7 +63,15 @@ function asciiOnly(file) {
   if (escaped !== text) writeFileSync(file, escaped);
 }
 
-const daemon = { ...common, loader: { '.html': 'text', '.css': 'text' }, plugins: [browserScripts] };
+// koa-body (with zod, formidable, iconv-lite: half of the daemon's code) serves requests with a
+// body, got the calls to model servers; the daemon imports both when first needed, and neither
+// costs its start anything (scripts/lazy-parts.mjs says how).
+const lazy = await lazyParts(common, [
+  { name: 'koa-body', imports: ['koaBody'] },
+  { name: 'got', imports: ['default'] },
+], ['mime-db']);
+
+const daemon = { ...common, loader: { '.html': 'text', '.css': 'text' }, plugins: [browserScripts, lazy.plugin] };
 
 await build({
   ...daemon,
@@ -70,6 +79,7 @@ await build({
   outfile: 'dist/sglangmux.mjs',
   banner: { js: `#!/usr/bin/env node\n${banner.js}` },
 });
+lazy.commentIn('dist/sglangmux.mjs');
 asciiOnly('dist/sglangmux.mjs');
 
 await build({
@@ -96,7 +106,7 @@ await build({
     metafile: true,
   });
   const packageDirs = new Set();
-  for (const input of Object.keys(metafile.inputs)) {
+  for (const input of [...Object.keys(metafile.inputs), ...lazy.inputs]) {
     const parts = input.split('/');
     const at = parts.lastIndexOf('node_modules');
     if (at < 0) continue;

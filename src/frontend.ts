@@ -69,9 +69,10 @@ let loadingParser: Promise<Koa.Middleware> | null = null;
 
 /**
  * Loads koa-body and builds the parser, once, for the first request with a body. koa-body brings
- * zod (it validates its options) and formidable: a quarter of the CPU the daemon spent before it
- * could answer /health, which needs none of it. Loaded then, it delays that one request (by
- * about as much as it delayed the start), which comes after a model is up anyway.
+ * zod (it validates its options), formidable and iconv-lite: half of the daemon's code, which
+ * /health and the start need none of (the build keeps it out of the start's way too:
+ * scripts/lazy-parts.mjs). Loaded then, it delays that one request by a few tens of ms, and that
+ * request comes after a model is up anyway.
  */
 function loadBodyParser(): Promise<Koa.Middleware> {
   loadingParser ??= import('koa-body').then(({ koaBody }) => (parseJson = koaBody({

@@ -2,7 +2,7 @@
 // timeout, through the SGLang API table (src/sglang-api.ts) and with the key its route needs.
 // Users' requests go on connections of their own (`connections`, read by src/upstream.ts).
 import { Agent } from 'node:http';
-import got, { type Got } from 'got';
+import type { Got } from 'got';
 import type { ModelSpec } from './launch-script.js';
 import { log } from './log.js';
 import { SGLANG_ROUTES, type SglangBody, type SglangQuery, type SglangRoute, type SglangRouteName } from './sglang-api.js';
@@ -60,7 +60,9 @@ export class ModelServer {
   private readonly agent = new Agent({ keepAlive: true, timeout: FREE_SOCKET_TIMEOUT_MS });
   /** The data plane's keep-alive connections (src/upstream.ts). */
   readonly connections: ConnectionPool;
-  private readonly http: Got;
+  /** got, loaded at the first call: it and what it loads (node:http2 among them) are not needed
+   * before the daemon listens, and cost ~10 ms of its start. */
+  private http: Promise<Got> | null = null;
   /** Whether the build has /pause_generation (2025-07+), learned from its first answer. */
   private pauseRoutes: 'unknown' | 'present' | 'absent' = 'unknown';
   /** New info routes this build answered 404: it has only their old names. */
@@ -68,13 +70,17 @@ export class ModelServer {
 
   constructor(readonly spec: ModelSpec) {
     this.connections = new ConnectionPool(spec.port, FREE_SOCKET_TIMEOUT_MS);
-    this.http = got.extend({
-      prefixUrl: `http://127.0.0.1:${spec.port}`,
+  }
+
+  private client(): Promise<Got> {
+    this.http ??= import('got').then(({ default: got }) => got.extend({
+      prefixUrl: `http://127.0.0.1:${this.spec.port}`,
       agent: { http: this.agent },
       retry: { limit: 0 },
       throwHttpErrors: false,
-      headers: bearer(spec.apiKey),
-    });
+      headers: bearer(this.spec.apiKey),
+    }));
+    return this.http;
   }
 
   get address(): string {
@@ -182,7 +188,8 @@ export class ModelServer {
   private async call<N extends SglangRouteName>(name: N, opts: { timeoutMs: number; json?: SglangBody<N>; query?: SglangQuery<N> }): Promise<Answer> {
     const r: SglangRoute = SGLANG_ROUTES[name];
     const admin = r.admin && this.spec.adminApiKey !== null;
-    const res = await this.http(r.path.slice(1), {
+    const http = await this.client();
+    const res = await http(r.path.slice(1), {
       method: r.method,
       json: opts.json as object | undefined,
       searchParams: opts.query as Record<string, string> | undefined,

@@ -977,6 +977,10 @@ export class Scheduler {
   private async waitReady(slot: Slot): Promise<void> {
     const deadline = Date.now() + this.opts.readyTimeoutMs;
     for (;;) {
+      // Every probe waits its interval, the first too: a process started this instant cannot
+      // answer, and at the daemon's start that moment goes to its first clients instead of the
+      // first probe's loading of got (~20 ms, src/model-server.ts).
+      await delay(READY_POLL_MS);
       if (!slot.process.running) throw new Error(slot.lastError ?? 'process exited during start');
       try {
         if ((await slot.server.healthStatus()) === 200) return;
@@ -986,7 +990,6 @@ export class Scheduler {
       if (Date.now() >= deadline) {
         throw new Error(`not ready after ${Math.round(this.opts.readyTimeoutMs / 1000)} s (see ${slot.process.stderrLog})`);
       }
-      await delay(READY_POLL_MS);
     }
   }
 
