@@ -2,7 +2,8 @@
 
 In a checkout, the bundle (dist/sglangmux.mjs, with dist/THIRD_PARTY_LICENSES.txt beside it)
 is rebuilt with `npm run build` (after `npm ci` when node_modules is missing) whenever it is
-missing or older than the sources: src/**, package.json, package-lock.json, scripts/build.mjs.
+missing or older than the sources: src/**, package.json, package-lock.json, scripts/build.mjs and
+scripts/lazy-parts.mjs.
 
 In an unpacked sdist (it has PKG-INFO at its root), the shipped bundle is used as it is, so
 building a wheel from the sdist needs no Node toolchain.
@@ -28,7 +29,7 @@ BUNDLE = "sglangmux.mjs"
 LICENSES = "THIRD_PARTY_LICENSES.txt"
 MIN_NODE_MAJOR = 20
 # Inputs of the bundle, relative to the project root. Directories are walked.
-SOURCES = ("src", "package.json", "package-lock.json", os.path.join("scripts", "build.mjs"))
+SOURCES = ("src", "package.json", "package-lock.json", os.path.join("scripts", "build.mjs"), os.path.join("scripts", "lazy-parts.mjs"))
 
 
 class BundleError(Exception):

@@ -57,9 +57,10 @@ const browserScripts = {
 // One such character makes V8 hold the whole bundle's source as a two-byte string: 3 MB more
 // resident memory for the daemon's life. Escaped, a character in a comment is still readable,
 // and the escape means the same character anywhere else.
+const escapeNonAscii = (text) => text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 function asciiOnly(file) {
   const text = readFileSync(file, 'utf8');
-  const escaped = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const escaped = escapeNonAscii(text);
   if (escaped !== text) writeFileSync(file, escaped);
 }
 
@@ -81,6 +82,7 @@ await build({
 });
 lazy.commentIn('dist/sglangmux.mjs');
 asciiOnly('dist/sglangmux.mjs');
+lazy.check('dist/sglangmux.mjs', escapeNonAscii);
 
 await build({
   ...common,

@@ -62,8 +62,10 @@ export async function lazyParts(options, packages, shared) {
       b.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => ({
         loader: 'js',
         resolveDir: '.',
+        // Strict, as all of the bundle is (an ES module); require() gives the shared packages
+        // and Node's built-ins, and refuses anything else: it was meant to be bundled.
         contents: `
-          import { createRequire } from 'node:module';
+          import { createRequire, isBuiltin } from 'node:module';
           import { compileFunction } from 'node:vm';
           ${sharedImports}
           function ${functionName(args.path)}() {
@@ -71,30 +73,40 @@ export async function lazyParts(options, packages, shared) {
           }
           const shared = { ${sharedMap} };
           const builtin = createRequire(import.meta.url);
+          const require = (id) => {
+            if (Object.hasOwn(shared, id)) return shared[id];
+            if (isBuiltin(id)) return builtin(id);
+            throw new Error('${args.path} (commented out in sglangmux.mjs) requires ' + id + ', which is not in the bundle');
+          };
           const module = { exports: {} };
-          compileFunction((${uncomment})(${functionName(args.path)}.toString()), ['module', 'exports', 'require'],
+          compileFunction('"use strict";' + (${uncomment})(${functionName(args.path)}.toString()), ['module', 'exports', 'require'],
             { filename: '${args.path} (commented out in sglangmux.mjs)' })
-            (module, module.exports, (id) => (Object.hasOwn(shared, id) ? shared[id] : builtin(id)));
+            (module, module.exports, require);
           ${reexports(byName.get(args.path).imports)}`,
       }));
     },
   };
 
-  /** Puts each package's lines where its marker stands, and checks they come back whole. */
+  /** Puts each package's lines where its marker stands. */
   function commentIn(file) {
     let text = readFileSync(file, 'utf8');
     for (const { name, code } of parts) {
       const at = new RegExp(`^ *return ${JSON.stringify(marker(name))};$`, 'm');
       if (!at.test(text)) throw new Error(`${file}: the marker for ${name}'s lines is missing`);
-      const commented = code.split('\n').map((l) => `//${l}`).join('\n');
-      text = text.replace(at, () => commented);
-      const fn = text.slice(text.indexOf(`function ${functionName(name)}()`)).split('\n', commented.length);
-      let end = 1;
-      while (fn[end].startsWith('//')) end++;
-      if (uncomment(fn.slice(0, end + 1).join('\n')) !== code) throw new Error(`${file}: ${name}'s lines do not come back whole`);
+      text = text.replace(at, () => code.split('\n').map((l) => `//${l}`).join('\n'));
     }
     writeFileSync(file, text);
   }
 
-  return { plugin, commentIn, inputs: parts.flatMap((p) => p.inputs) };
+  /** Checks, on the file as written at last, that each package's lines come back whole
+   * (`rewrite`: what the build did to the whole file after commentIn). */
+  function check(file, rewrite) {
+    const text = readFileSync(file, 'utf8');
+    for (const { name, code } of parts) {
+      const lines = text.slice(text.indexOf(`function ${functionName(name)}()`)).split('\n', code.split('\n').length + 2);
+      if (uncomment(lines.join('\n')) !== rewrite(code)) throw new Error(`${file}: ${name}'s lines do not come back whole`);
+    }
+  }
+
+  return { plugin, commentIn, check, inputs: parts.flatMap((p) => p.inputs) };
 }

@@ -37,6 +37,15 @@ export class ServerAuthError extends Error {
   }
 }
 
+/** got could not be loaded (it is loaded at the first call: scripts/lazy-parts.mjs): a broken
+ * installation, never a server that is still starting. */
+export class ClientUnavailable extends Error {
+  constructor(cause: unknown) {
+    super(`cannot load got, the HTTP client for model servers: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = 'ClientUnavailable';
+  }
+}
+
 /** What /v1/loads says about one data-parallel rank. */
 export interface RankLoad {
   readonly rank: number;
@@ -79,7 +88,9 @@ export class ModelServer {
       retry: { limit: 0 },
       throwHttpErrors: false,
       headers: bearer(this.spec.apiKey),
-    }));
+    })).catch((err: unknown) => {
+      throw new ClientUnavailable(err);
+    });
     return this.http;
   }
 

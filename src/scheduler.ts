@@ -9,7 +9,7 @@ import type { ModelSpec } from './launch-script.js';
 import { log } from './log.js';
 import { GpuMemory } from './gpu-memory.js';
 import { ModelProcess, describeExit, type ExitInfo } from './model-process.js';
-import { ModelServer, ServerAuthError } from './model-server.js';
+import { ClientUnavailable, ModelServer, ServerAuthError } from './model-server.js';
 import { releaseServer, resumeServer } from './server-sequences.js';
 import { MovingEstimate } from './estimate.js';
 import { decide, HOLDING, type Decision, type ModelView, type PolicySettings } from './policy.js';
@@ -984,7 +984,8 @@ export class Scheduler {
       if (!slot.process.running) throw new Error(slot.lastError ?? 'process exited during start');
       try {
         if ((await slot.server.healthStatus()) === 200) return;
-      } catch {
+      } catch (err) {
+        if (err instanceof ClientUnavailable) throw err;
         // not listening yet
       }
       if (Date.now() >= deadline) {

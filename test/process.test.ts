@@ -5,11 +5,12 @@
 // during bootstrap, and with a second signal); per-model log files with sanitized names; scripts
 // that exit at once or whose port is taken; and the listener answering during bootstrap.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Daemon, freePort, pidGone as gone, type Health, type ModelDef, useDaemon } from './support/daemon.js';
+import { bundle, Daemon, freePort, pidGone as gone, type Health, type ModelDef, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply, type LedgerEvent } from './support/sim.js';
 
 /** Pids of the launch scripts, from the daemon's `model X: starting <script> (pid N, port P)` lines. */
@@ -376,6 +377,31 @@ describe('no model can start', () => {
     assert.match(d.output, /model b: failed to start: b exited with code 4/);
     assert.match(d.output, /no model could be started/);
     for (const pid of [...[...scriptPids(d).values()].flat(), ...serverPids(d.ledger())]) assert.ok(gone(pid), `pid ${pid} gone`);
+  });
+});
+
+// got, which the daemon loads at its first call to a model server, is in the bundle as text
+// (scripts/lazy-parts.mjs): if it cannot load, that is said at once, not taken for a server
+// that never became ready.
+describe('a bundle whose got cannot load', () => {
+  let d: Daemon | undefined;
+  after(async () => {
+    await d?.stop();
+    d?.cleanup();
+  });
+
+  test('the model fails with got\'s error at once, not at its ready timeout', async () => {
+    const copy = join(mkdtempSync(join(tmpdir(), 'sglangmux-broken-')), 'sglangmux.mjs');
+    const text = readFileSync(bundle, 'utf8');
+    const fn = text.indexOf('function gotCommentedOut()');
+    assert.ok(fn > 0, 'got\'s commented-out lines are in the bundle');
+    const at = text.indexOf('\n//', fn);
+    writeFileSync(copy, `${text.slice(0, at)}\n//throw new Error("got broken on purpose");${text.slice(at)}`);
+    d = await Daemon.start({ bundle: copy, models: [{ name: 'a' }], args: ['--model-ready-timeout-secs', '600'], waitBoot: false });
+    await d.waitLog(/model a: failed to start: .*got broken on purpose/, 20_000, true);
+    const exit = await d.exited;
+    assert.equal(exit.code, 1, d.output);
+    rmSync(dirname(copy), { recursive: true, force: true });
   });
 });
 

@@ -82,6 +82,8 @@ export interface StartOptions {
   readonly waitBoot?: boolean;
   /** Put the scripts in `<dir>/scripts/` and pass that directory instead of the files. */
   readonly scriptDir?: boolean;
+  /** Run this bundle instead of the one under test. */
+  readonly bundle?: string;
 }
 
 export class Daemon {
@@ -122,7 +124,7 @@ export class Daemon {
       models.push({ name: def.name, port: modelPort, script });
     }
     const proc = spawn(process.execPath, [
-      bundle, '--listen-port', String(port), '--log-dir', join(dir, 'logs'),
+      opts.bundle ?? bundle, '--listen-port', String(port), '--log-dir', join(dir, 'logs'),
       ...(opts.args ?? []), ...(opts.scriptDir ? [scriptDir] : models.map((m) => m.script)),
     ], {
       cwd: dir,

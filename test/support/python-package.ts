@@ -121,6 +121,9 @@ export async function checkSdist(python: string, sdist: string): Promise<void> {
     'python/hatch_build.py', 'python/sglangmux/__init__.py', 'python/sglangmux/launcher.py',
     'dist/sglangmux.mjs', 'dist/THIRD_PARTY_LICENSES.txt'];
   for (const f of ['README.md', 'LICENSE']) if (existsSync(join(repoRoot, f))) want.push(f);
+  // What the build script imports, so that the sdist can build the bundle again.
+  const build = readFileSync(join(repoRoot, 'scripts', 'build.mjs'), 'utf8');
+  for (const m of build.matchAll(/from '\.\/([\w.-]+\.mjs)'/g)) want.push(`scripts/${m[1]}`);
   for (const f of want) assert.ok(names.includes(f), `sdist lacks ${f}`);
   for (const n of names) {
     assert.doesNotMatch(n, /node_modules|^test\/|\.test\.ts$|^\.git\/|__pycache__/, `unexpected file in the sdist: ${n}`);
