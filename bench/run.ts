@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FULL, SMOKE, type BenchConfig } from './lib/config.js';
 import { expectedFigureIds, Figures, meets } from './lib/figures.js';
-import { findNginx, launcherNodeFlags, nginxVersionOf, stopAll } from './lib/procs.js';
+import { findNginx, nginxVersionOf, stopAll } from './lib/procs.js';
 import { markdown, num, type Meta } from './lib/report.js';
 import { nonStreaming, startup, streaming, switching, type Context } from './lib/scenarios.js';
 import { curveOf, latencySvg, type Panel } from './lib/svg.js';
@@ -161,11 +161,10 @@ async function main(): Promise<void> {
   setTimeout(() => abort(`not done after ${config.deadlineMs / 60_000} min`, 1), config.deadlineMs).unref();
   process.once('SIGINT', () => abort('SIGINT', 130));
   process.once('SIGTERM', () => abort('SIGTERM', 143));
-  const nodeFlags = launcherNodeFlags();
   const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
   const ctx: Context = {
     config, bundle, nginxBin, dir: work,
-    daemonNodeArgs: [...nodeFlags, ...(opts['node-arg'] ?? []), ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
+    daemonNodeArgs: [...(opts['node-arg'] ?? []), ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
     figures: new Figures(), samples: {}, notes: [], cpuTables: {},
     progress: (line) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`),
   };
@@ -186,7 +185,6 @@ async function main(): Promise<void> {
     cores: cpus().length,
     kernel: release(),
     node: process.version,
-    nodeFlags: nodeFlags.join(' '),
     nginx: nginxVersionOf(nginxBin),
     loadBefore,
     durationS: (Date.now() - started) / 1000,

@@ -7,7 +7,6 @@ import { accessSync, chmodSync, closeSync, constants, mkdirSync, openSync, readd
 import { request } from 'node:http';
 import { delimiter, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { freePort, simPythonPath } from '../../test/support/sim.js';
 
 const started = new Set<ChildProcess>();
@@ -84,16 +83,6 @@ function baseEnv(): NodeJS.ProcessEnv {
   env['PYTHONPATH'] = [simPythonPath(), process.env['PYTHONPATH']].filter((p) => p !== undefined && p !== '').join(':');
   env['SGLANG_SIM_NODE'] = process.execPath;
   return env;
-}
-
-/** The node flags the `sglangmux` launcher runs the daemon with (python/sglangmux/launcher.py's
- * NODE_FLAGS): the benchmark measures the daemon as users run it. */
-export function launcherNodeFlags(): string[] {
-  const python = fileURLToPath(new URL('../../python', import.meta.url));
-  const out = execFileSync('python3', ['-c', 'from sglangmux.launcher import NODE_FLAGS; print("\\n".join(NODE_FLAGS))'], {
-    encoding: 'utf8', env: { ...process.env, PYTHONPATH: python },
-  });
-  return out.split('\n').filter(Boolean);
 }
 
 export interface DaemonOptions {

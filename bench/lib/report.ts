@@ -12,8 +12,6 @@ export interface Meta {
   readonly cores: number;
   readonly kernel: string;
   readonly node: string;
-  /** The launcher's node flags the daemon ran with (absent in results.json files before them). */
-  readonly nodeFlags?: string;
   readonly nginx: string;
   readonly loadBefore: string;
   readonly durationS: number;
@@ -81,7 +79,7 @@ export function markdown(meta: Meta, config: BenchConfig, figures: Figures, cpuT
   L.push(`| date | ${meta.date} |`);
   L.push(`| commit | ${meta.commit}${meta.dirty ? ` (${meta.dirty})` : ''} |`);
   L.push(`| machine | ${meta.cpu}, ${meta.cores} cores, Linux ${meta.kernel} |`);
-  L.push(`| Node | ${meta.node}${meta.nodeFlags ? `; the daemon run as the \`sglangmux\` launcher runs it: \`node ${meta.nodeFlags}\`` : ''} |`);
+  L.push(`| Node | ${meta.node} |`);
   L.push(`| nginx | ${meta.nginx}, 1 worker process |`);
   L.push(`| load average before the run | ${meta.loadBefore} |`);
   L.push(`| run time | ${Math.round(meta.durationS)} s |`);

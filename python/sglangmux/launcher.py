@@ -14,8 +14,6 @@ The directory of the running Python (the venv's bin/) is put first on PATH, so a
 script's `python3 -m sglang.launch_server` finds this venv's sglang even when the venv is not
 activated.
 
-Node runs the daemon with NODE_FLAGS (below): V8 settings that only a command line can give.
-
 Set SGLANGMUX_LAUNCHER_VERBOSE=1 to see which Node and which bundle are used, and (for
 development and tests) SGLANGMUX_BUNDLE to run another .mjs than the bundled daemon.
 """
@@ -37,13 +35,6 @@ EXIT_NO_NODE = 127
 EXIT_NO_BUNDLE = 1
 VERSION_TIMEOUT_S = 20
 BUNDLE_NAME = "sglangmux.mjs"
-# V8's young generation held to 4 MB semi-spaces (Node lets them grow to 16 MB). Each scavenge
-# stops the event loop for as long as it takes to copy what survives, and with hundreds of
-# streams open that pause is what a stream's slowest gaps and first bytes are made of: at 256
-# streams, p99 of the added gap 6.05 -> 1.36 ms and of the added time to first byte 9.21 ->
-# 2.48 ms, for 5-9 % more CPU per event and per request (bench/RESULTS.md, session 7). V8 reads
-# it only at start, so it is a flag; bench/run.ts runs the daemon with these same flags.
-NODE_FLAGS = ("--max-semi-space-size=4",)
 
 IS_WINDOWS = os.name == "nt"
 NODE_NAMES = ("node.exe", "nodejs.exe") if IS_WINDOWS else ("node", "nodejs")
@@ -223,7 +214,7 @@ def main(argv: Optional[List[str]] = None) -> NoReturn:
     if os.environ.get(ENV_VERBOSE, "") not in ("", "0"):
         _say(f"running {bundle} with {node} ({version}, from {source})")
     env = child_environ()
-    cmd = [node, *NODE_FLAGS, bundle] + args
+    cmd = [node, bundle] + args
     sys.stdout.flush()
     sys.stderr.flush()
     if not IS_WINDOWS:
