@@ -158,11 +158,13 @@ async function startups(dir: string, builds: Build[], trials: number): Promise<v
       await d.waitBooted();
       await closedLoop({ port: d.port, path: CHAT, body: chatBody(4, false, 'start-a'), concurrency: 1, warmupMs: 0, durationMs: 50 });
       await streams({ port: d.port, path: CHAT, body: chatBody(4, true, 'start-a'), users: 1, streamsPerUser: 1, staggerMs: 0, tokens: 4, windowFromMs: 0, windowToMs: 1e9 });
+      const ms = at - d.spawnedAt;
+      const rss = rssMb(d.pid);
       const r = rows[b.name]!;
-      r.ms.push(at - d.spawnedAt);
+      r.ms.push(ms);
       r.cpuMs.push(cpuMs);
-      r.rss.push(rssMb(d.pid));
-      line.push(`${b.name} ${(at - d.spawnedAt).toFixed(0)} ms (CPU ${cpuMs.toFixed(0)} ms), ${rssMb(d.pid).toFixed(1)} MB`);
+      r.rss.push(rss);
+      line.push(`${b.name} ${ms.toFixed(0)} ms (CPU ${cpuMs.toFixed(0)} ms), ${rss.toFixed(1)} MB`);
       await d.stop();
     }
     console.log(`startup trial ${trial + 1}/${trials}: ${line.join('; ')}`);

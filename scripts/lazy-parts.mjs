@@ -45,6 +45,8 @@ export async function lazyParts(options, packages, shared) {
     parts.push({ name, imports, code, inputs: Object.keys(metafile.inputs) });
   }
   const byName = new Map(parts.map((p) => [p.name, p]));
+  const escapeRe = (name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const theirNames = new RegExp(`^(${parts.map((p) => escapeRe(p.name)).join('|')})$`);
   const sharedImports = shared.map((s, i) => `import shared${i} from '${s}';`).join('\n');
   const sharedMap = shared.map((s, i) => `'${s}': shared${i}`).join(', ');
   const reexports = (imports) => [
@@ -56,7 +58,7 @@ export async function lazyParts(options, packages, shared) {
   const plugin = {
     name: NAMESPACE,
     setup(b) {
-      b.onResolve({ filter: /.*/ }, (args) => (byName.has(args.path) && args.namespace !== NAMESPACE
+      b.onResolve({ filter: theirNames }, (args) => (args.namespace !== NAMESPACE
         ? { path: args.path, namespace: NAMESPACE }
         : undefined));
       b.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => ({

@@ -70,7 +70,7 @@ export class ModelServer {
   /** The data plane's keep-alive connections (src/upstream.ts). */
   readonly connections: ConnectionPool;
   /** got, loaded at the first call: it and what it loads (node:http2 among them) are not needed
-   * before the daemon listens, and cost ~10 ms of its start. */
+   * before the daemon listens, and cost ~20 ms of its start. */
   private http: Promise<Got> | null = null;
   /** Whether the build has /pause_generation (2025-07+), learned from its first answer. */
   private pauseRoutes: 'unknown' | 'present' | 'absent' = 'unknown';

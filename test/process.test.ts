@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, type Server, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bundle, Daemon, freePort, pidGone as gone, type Health, type ModelDef, useDaemon } from './support/daemon.js';
 import { crashes, expectedReply, type LedgerEvent } from './support/sim.js';
@@ -385,13 +385,15 @@ describe('no model can start', () => {
 // that never became ready.
 describe('a bundle whose got cannot load', () => {
   let d: Daemon | undefined;
+  const copyDir = mkdtempSync(join(tmpdir(), 'sglangmux-broken-'));
   after(async () => {
     await d?.stop();
     d?.cleanup();
+    rmSync(copyDir, { recursive: true, force: true });
   });
 
   test('the model fails with got\'s error at once, not at its ready timeout', async () => {
-    const copy = join(mkdtempSync(join(tmpdir(), 'sglangmux-broken-')), 'sglangmux.mjs');
+    const copy = join(copyDir, 'sglangmux.mjs');
     const text = readFileSync(bundle, 'utf8');
     const fn = text.indexOf('function gotCommentedOut()');
     assert.ok(fn > 0, 'got\'s commented-out lines are in the bundle');
@@ -401,7 +403,6 @@ describe('a bundle whose got cannot load', () => {
     await d.waitLog(/model a: failed to start: .*got broken on purpose/, 20_000, true);
     const exit = await d.exited;
     assert.equal(exit.code, 1, d.output);
-    rmSync(dirname(copy), { recursive: true, force: true });
   });
 });
 

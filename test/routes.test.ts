@@ -2,7 +2,7 @@
 // server (the model's own answer, 404 included, passes through), GET /v1/models/{id} with ids
 // containing `/`, the model list with each model's state, and OpenAI-shaped 404s elsewhere.
 import assert from 'node:assert/strict';
-import { Agent as HttpAgent, get as httpGet, request as httpRequest } from 'node:http';
+import { Agent as HttpAgent, get as httpGet } from 'node:http';
 import { describe, test } from 'node:test';
 import { Daemon, sseData, useDaemon, type Health } from './support/daemon.js';
 import { crashes, expectedReply } from './support/sim.js';
@@ -233,28 +233,21 @@ describe('no answer loads Node\'s fetch implementation', () => {
   useDaemon((started) => (d = started), { models: [{ name: 'a' }, { name: 'b' }], env: { NODE_OPTIONS: `--import=${trap}` } });
 
   test('health, lists, errors, answers, streams, control, metrics, dashboard', async () => {
-    const get = (path: string): Promise<number> => httpStatus(d, 'GET', path);
-    const chat = (body: string): Promise<number> => httpStatus(d, 'POST', '/v1/chat/completions', body);
+    const status = async (res: Promise<Response>): Promise<number> => {
+      const r = await res;
+      await r.arrayBuffer();
+      return r.status;
+    };
+    const get = (path: string): Promise<number> => status(fetch(`${d.url}${path}`));
+    const chat = (body: unknown): Promise<number> => status(d.post('/v1/chat/completions', body));
     const statuses = [
       await get('/health'), await get('/v1/models'), await get('/v1/models/a'), await get('/nope'),
-      await chat(JSON.stringify({ model: 'a', messages: [{ role: 'user', content: 'hi' }] })),
-      await chat(JSON.stringify({ model: 'b', stream: true, messages: [{ role: 'user', content: 'hi' }] })),
-      await chat('{bad'), await chat(JSON.stringify({ model: 'nobody', messages: [] })),
+      await chat({ model: 'a', messages: [{ role: 'user', content: 'hi' }] }),
+      await chat({ model: 'b', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+      await chat('{bad'), await chat({ model: 'nobody', messages: [] }),
       await get('/admin/models'), await get('/admin/models/a'), await get('/metrics'), await get('/ui'),
     ];
     assert.deepEqual(statuses, [200, 200, 200, 404, 200, 200, 400, 404, 200, 200, 200, 200]);
     assert.doesNotMatch(d.output, /FETCH-API-LOADED/);
   });
 });
-
-/** One request through node:http (the test's own fetch would not matter, but stays out of it). */
-function httpStatus(d: Daemon, method: string, path: string, body?: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${d.url}${path}`, { method, headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
